@@ -1,0 +1,28 @@
+//! The SIP message model and codec (RFC 3261 sections 7, 19, 20 and 25) on `bytes`, with no
+//! I/O: parse what real products send, refuse what must be refused with a reason and the
+//! status to answer, and re-emit every header a program did not change byte for byte.
+//!
+//! - [`Message`] parses one message and gives typed access ([`Via`], [`NameAddr`],
+//!   [`CSeq`], [`Contact`], ...) to what proxies and registrars read.
+//! - [`StreamDecoder`] cuts a TLS byte stream into messages, answering RFC 5626 pings.
+
+mod error;
+mod framing;
+mod headers;
+mod message;
+mod name_addr;
+mod scan;
+mod uri;
+mod values;
+mod via;
+
+pub use error::{ErrorKind, ParseError, Place, SyntaxError};
+pub use framing::{Frame, StreamDecoder};
+pub use headers::{Header, HeaderName, Headers};
+pub use message::{Limits, Message, StartLine};
+pub use name_addr::NameAddr;
+pub use uri::{Host, Params, SipUri, Uri, unescape};
+pub use values::{
+    CSeq, Contact, ContactParams, Method, parse_call_id, parse_number, parse_option_tags,
+};
+pub use via::{BRANCH_COOKIE, Via};
