@@ -63,6 +63,9 @@ impl StreamDecoder {
             memchr::memmem::find(&buf[from..window], b"\r\n\r\n").map(|i| from + i + 4)
         else {
             if buf.len() > self.limits.max_header_bytes {
+                // The search restarts on whatever follows; a stale `scanned` would index
+                // past the end of the now empty buffer.
+                self.scanned = 0;
                 let raw = buf.split().freeze();
                 let limit = self.limits.max_header_bytes;
                 return Some(Frame::Invalid {

@@ -103,6 +103,51 @@ impl Message {
         }
     }
 
+    /// The answer to bytes that did not parse (RFC 3261 section 8.2): the status the error
+    /// calls for, the transaction headers copied from whatever header lines could be read,
+    /// and a Warning saying what was wrong. `None` for a response (those are dropped) and when
+    /// not even a Via can be found to answer to.
+    pub fn error_response(raw: &Bytes, error: &ParseError) -> Option<Message> {
+        if raw.len() >= 4 && raw[..4].eq_ignore_ascii_case(b"SIP/") {
+            return None;
+        }
+        let head_end = memchr::memmem::find(raw, b"\r\n\r\n").map_or(raw.len(), |i| i + 4);
+        let line_end = memchr::memmem::find(&raw[..head_end], b"\r\n")?;
+        let limits = Limits {
+            max_header_bytes: head_end,
+            ..Limits::default()
+        };
+        let headers = parse_headers(raw, line_end + 2, head_end, &limits).ok()?;
+        headers.get(&HeaderName::Via)?;
+        let code = error.status();
+        let mut response = Message {
+            start: StartLine::Response {
+                code,
+                reason: Bytes::from_static(reason_phrase(code).as_bytes()),
+            },
+            headers: Headers::with_capacity(8),
+            body: Bytes::new(),
+        };
+        for h in headers.iter() {
+            if matches!(
+                h.name,
+                HeaderName::Via
+                    | HeaderName::From
+                    | HeaderName::To
+                    | HeaderName::CallId
+                    | HeaderName::CSeq
+            ) {
+                response.headers.push_wire(h.clone());
+            }
+        }
+        let text = error.to_string().replace(['"', '\\'], "'");
+        response
+            .headers
+            .push(HeaderName::new("Warning"), format!("399 siplab \"{text}\""));
+        response.headers.push(HeaderName::ContentLength, "0");
+        Some(response)
+    }
+
     /// Parses one message from a datagram: trailing octets after the body are ignored, and
     /// a missing Content-Length means the body runs to the end.
     pub fn parse(buf: Bytes) -> Result<Message, ParseError> {
@@ -454,6 +499,50 @@ impl Message {
     }
 }
 
+/// The reason phrases of RFC 3261 section 21 and the extensions siplab answers with.
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        200 => "OK",
+        202 => "Accepted",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        423 => "Interval Too Brief",
+        430 => "Flow Failed",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        489 => "Bad Event",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        603 => "Decline",
+        _ => match code / 100 {
+            1 => "Trying",
+            2 => "OK",
+            3 => "Redirect",
+            4 => "Client Error",
+            5 => "Server Error",
+            _ => "Global Failure",
+        },
+    }
+}
+
 fn start_err(what: &'static str, at: usize) -> ParseError {
     ParseError::new(Place::StartLine, SyntaxError::new(what, at))
 }
@@ -676,6 +765,21 @@ hello";
             "SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 127.1.0.101:40000;branch=z9hG4bK776asdhds;rport\r\n"
         ));
         assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn unparsable_requests_get_an_answer_with_a_warning() {
+        let raw = Bytes::from_static(b"INVITE sip:a@b SIP/7.0\r\nVia: SIP/2.0/TLS x;branch=z9hG4bK1\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n");
+        let err = Message::parse(raw.clone()).unwrap_err();
+        let resp = Message::error_response(&raw, &err).unwrap();
+        assert_eq!(resp.status(), Some(505));
+        let text = String::from_utf8(resp.to_bytes().to_vec()).unwrap();
+        assert!(text.starts_with("SIP/2.0 505 Version Not Supported\r\nVia: SIP/2.0/TLS x;branch=z9hG4bK1\r\nCall-ID: c\r\n"));
+        assert!(
+            text.contains("Warning: 399 siplab \"start line: unsupported SIP version 'SIP/7.0'\"")
+        );
+        let resp_bytes = Bytes::from_static(b"SIP/2.0 999 x\r\nVia: SIP/2.0/TLS x\r\n\r\n");
+        assert!(Message::error_response(&resp_bytes, &err).is_none());
     }
 
     #[test]

@@ -1,0 +1,82 @@
+//! Inputs that once broke the codec, kept so that they never do again. Each names where it
+//! was found and what was wrong.
+
+use bytes::BytesMut;
+use siplab_sip::{ErrorKind, Frame, Limits, Message, StreamDecoder};
+
+/// Replays a `fuzz/fuzz_targets/stream_decoder.rs` input exactly as that target reads it:
+/// byte 0 seeds the chunk sizes, bytes 1 and 2 pick the limits, the rest is the stream.
+fn replay_stream_decoder(data: &[u8]) -> Vec<Frame> {
+    let [seed, lh, lb, stream @ ..] = data else {
+        return Vec::new();
+    };
+    let limits = Limits {
+        max_header_bytes: if lh & 1 == 0 {
+            Limits::default().max_header_bytes
+        } else {
+            32 + usize::from(*lh) * 4
+        },
+        max_body_bytes: if lb & 1 == 0 {
+            Limits::default().max_body_bytes
+        } else {
+            usize::from(*lb) * 2
+        },
+        max_headers: if lb & 2 == 0 { 128 } else { 4 },
+    };
+    let mut decoder = StreamDecoder::new(limits);
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    let mut rng = u32::from(*seed) | 0x100;
+    let mut rest = stream;
+    while !rest.is_empty() {
+        rng ^= rng << 13;
+        rng ^= rng >> 17;
+        rng ^= rng << 5;
+        let n = (1 + rng as usize % 64).min(rest.len());
+        buf.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        while let Some(f) = decoder.decode(&mut buf) {
+            if let Frame::Message(m) = &f {
+                let _ = m.validate();
+                Message::parse(m.to_bytes()).unwrap();
+            }
+            frames.push(f);
+        }
+    }
+    frames
+}
+
+/// cargo fuzz, stream_decoder, crash-b908167750a6b7febe2dd5609b7a0db60d1f0826 (RFC 4475
+/// mismatch01 with a 36-byte header limit). The decoder remembered how far it had searched
+/// a partial header section; when the section then outgrew the limit it handed up the bytes
+/// but kept that position, and the next `decode` sliced the emptied buffer from it:
+/// "range start index 18 out of range for slice of length 0".
+#[test]
+fn header_section_too_large_after_a_partial_read() {
+    let crash = b"\x19\x01\x11OPTIONS sip:user@example.com SIP/2.0\r\nTo: sip:j.user@example.com\r\nFrom: sip:caller@example.net;tag=34525\r\nMax-Forwards: 6\r\nCall-ID: mismatch01.dj0234sxdfl3\r\nCSeq: 8 INVITE\r\nVia: SIP/2.0/UDP host.example.com;branch=z9hG4bKkdjuw\r\nl: 0\r\n\r\n";
+    let frames = replay_stream_decoder(crash);
+    assert!(matches!(
+        frames.first(),
+        Some(Frame::Invalid { error, .. })
+            if error.kind == ErrorKind::HeaderSectionTooLarge { limit: 36 }
+    ));
+}
+
+/// The same failure reduced to its steps, as a transport loop meets it.
+#[test]
+fn decode_after_header_section_too_large_does_not_panic() {
+    let mut d = StreamDecoder::new(Limits {
+        max_header_bytes: 64,
+        ..Limits::default()
+    });
+    let mut buf = BytesMut::from(&[b'A'; 40][..]);
+    assert!(d.decode(&mut buf).is_none(), "incomplete: read more");
+    buf.extend_from_slice(&[b'A'; 40]);
+    let Some(Frame::Invalid { error, .. }) = d.decode(&mut buf) else {
+        panic!("expected the header section to be refused")
+    };
+    assert!(error.breaks_stream());
+    assert!(d.decode(&mut buf).is_none(), "nothing left to decode");
+    buf.extend_from_slice(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n");
+    assert!(matches!(d.decode(&mut buf), Some(Frame::Message(_))));
+}

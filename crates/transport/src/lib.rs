@@ -1,0 +1,77 @@
+//! The transport layer (RFC 3261 section 18 over TLS, RFC 5626 flows, RFC 5923 connection
+//! reuse): listeners and connectors speaking mutual TLS, one table of connections per node,
+//! one reader (framing with the codec) and one writer (a bounded queue, batched writes) per
+//! connection, and the limits and time-outs that keep one bad peer from costing the others.
+//!
+//! What arrives goes up as [`Event`]s on one channel; what goes down is addressed to a
+//! [`Destination`]: a flow (the very connection a client opened) or a peer address.
+
+mod connection;
+mod tls;
+mod transport;
+
+use std::time::Duration;
+
+pub use connection::{ConnInfo, FlowToken};
+pub use tls::{PeerIdentity, TlsConfig};
+pub use transport::{Destination, Event, Transport};
+
+/// Limits on everything that comes from outside.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub codec: siplab_sip::Limits,
+    /// A TLS handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// Once a message has begun, all of it must arrive within this.
+    pub message_read_timeout: Duration,
+    /// A connection that carries nothing (not even a keep-alive) for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once on a node, inbound and outbound together.
+    pub max_connections: usize,
+    /// Messages queued for one connection's writer; beyond it sending fails at once.
+    pub write_queue: usize,
+    /// Opening a TCP connection must succeed within this.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            codec: siplab_sip::Limits::default(),
+            handshake_timeout: Duration::from_secs(10),
+            message_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            max_connections: 50_000,
+            write_queue: 4096,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What can go wrong below the SIP layer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransportError {
+    #[error("TLS set-up: {0}")]
+    Tls(String),
+    #[error("no interface named {0:?} on this node")]
+    UnknownInterface(String),
+    #[error("flow {0} is gone")]
+    FlowGone(String),
+    #[error("connecting to {addr} ({name}): {reason}")]
+    Connect {
+        addr: std::net::SocketAddr,
+        name: String,
+        reason: String,
+    },
+    #[error("the write queue to {0} is full")]
+    QueueFull(std::net::SocketAddr),
+    #[error("connection to {0} closed")]
+    Closed(std::net::SocketAddr),
+    #[error("the node's connection limit ({0}) is reached")]
+    TooManyConnections(usize),
+    #[error("listening on {addr}: {reason}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        reason: String,
+    },
+}

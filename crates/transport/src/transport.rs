@@ -1,0 +1,401 @@
+//! A node's transport: its interfaces, listeners, connector and connection table.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use rustls::pki_types::ServerName;
+use siplab_sip::{HeaderName, Host, Message};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::connection::{self, Conn, ConnInfo, FlowToken};
+use crate::tls::{PeerIdentity, TlsConfig};
+use crate::{Limits, TransportError};
+
+/// What the transport hands up.
+#[derive(Debug)]
+// `Closed` is rare; boxing every message instead would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
+pub enum Event {
+    /// A message that framed and parsed (validation is the next layer's job).
+    Message { msg: Message, conn: Arc<ConnInfo> },
+    /// A connection is gone; flows on it are dead.
+    Closed { conn: Arc<ConnInfo> },
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// Down a known connection (RFC 5626): the only way to reach a client.
+    Flow(FlowToken),
+    /// To a peer: over a connection already open to it (either direction, RFC 5923), or a
+    /// new one from `interface`, checking that the peer's certificate names `server_name`.
+    Peer {
+        interface: Arc<str>,
+        addr: SocketAddr,
+        server_name: String,
+    },
+}
+
+struct Interface {
+    ip: IpAddr,
+    tls: TlsConfig,
+}
+
+#[derive(Default)]
+struct Table {
+    conns: HashMap<u64, Conn>,
+    /// Peer addresses that reach a connection: where an outbound connection went, and the
+    /// Via `alias` sent-by of inbound ones.
+    by_addr: HashMap<SocketAddr, u64>,
+    /// Destinations being connected to right now, so concurrent sends share one connect.
+    connecting: HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>,
+}
+
+pub(crate) struct Inner {
+    limits: Limits,
+    interfaces: Mutex<HashMap<Arc<str>, Interface>>,
+    table: Mutex<Table>,
+    pub(crate) events: mpsc::Sender<Event>,
+    permits: Arc<Semaphore>,
+    next_id: AtomicU64,
+}
+
+/// A node's transport; cheap to clone.
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+impl Transport {
+    /// A transport and the channel its events arrive on.
+    pub fn new(limits: Limits) -> (Transport, mpsc::Receiver<Event>) {
+        let (events, rx) = mpsc::channel(4096);
+        let inner = Inner {
+            limits,
+            interfaces: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
+            events,
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            next_id: AtomicU64::new(1),
+        };
+        (
+            Transport {
+                inner: Arc::new(inner),
+            },
+            rx,
+        )
+    }
+
+    /// Adds an interface: the local address connections from it are bound to, and its
+    /// certificate (shown as server and as client).
+    pub fn add_interface(&self, name: &str, ip: IpAddr, tls: TlsConfig) {
+        lock(&self.inner.interfaces).insert(name.into(), Interface { ip, tls });
+    }
+
+    /// Listens on `addr` for the interface `name`; returns the bound address (port 0 picks one).
+    pub async fn listen(&self, name: &str, addr: SocketAddr) -> Result<SocketAddr, TransportError> {
+        let (iface, tls) = {
+            let ifaces = lock(&self.inner.interfaces);
+            let (k, i) = ifaces
+                .get_key_value(name)
+                .ok_or_else(|| TransportError::UnknownInterface(name.into()))?;
+            (k.clone(), i.tls.clone())
+        };
+        let listen_err = |e: std::io::Error| TransportError::Listen {
+            addr,
+            reason: e.to_string(),
+        };
+        let listener = TcpListener::bind(addr).await.map_err(listen_err)?;
+        let bound = listener.local_addr().map_err(listen_err)?;
+        let acceptor = TlsAcceptor::from(tls.server);
+        let inner = self.inner.clone();
+        let span = info_span!("listener", iface = %iface, addr = %bound);
+        tokio::spawn(
+            async move {
+                info!("listening (mutual TLS)");
+                loop {
+                    let (tcp, peer) = match listener.accept().await {
+                        Ok(a) => a,
+                        Err(e) => {
+                            warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
+                        warn!(%peer, limit = inner.limits.max_connections, "connection limit reached; refusing");
+                        continue;
+                    };
+                    let (inner, acceptor, iface) = (inner.clone(), acceptor.clone(), iface.clone());
+                    tokio::spawn(async move {
+                        let hs = tokio::time::timeout(inner.limits.handshake_timeout, acceptor.accept(tcp)).await;
+                        let tls = match hs {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => return warn!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => return warn!(%peer, "TLS handshake timed out"),
+                        };
+                        let identity = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(PeerIdentity::from_certificate)
+                            .unwrap_or_default();
+                        let local = tls.get_ref().0.local_addr().unwrap_or(bound);
+                        inner.start(tokio_rustls::TlsStream::Server(tls), iface, local, peer, identity, true, permit);
+                    });
+                }
+            }
+            .instrument(span),
+        );
+        Ok(bound)
+    }
+
+    /// Sends serialized message bytes; returns the connection it went on.
+    pub async fn send(
+        &self,
+        dest: &Destination,
+        bytes: Bytes,
+    ) -> Result<Arc<ConnInfo>, TransportError> {
+        match dest {
+            Destination::Flow(flow) => {
+                let table = lock(&self.inner.table);
+                let conn = flow
+                    .conn_id()
+                    .and_then(|id| table.conns.get(&id))
+                    .filter(|c| c.info.flow == *flow)
+                    .ok_or_else(|| TransportError::FlowGone(flow.to_string()))?;
+                queue(conn, bytes)
+            }
+            Destination::Peer {
+                interface,
+                addr,
+                server_name,
+            } => {
+                if let Some(info) = self.try_existing(*addr, &bytes)? {
+                    return Ok(info);
+                }
+                // One connect per destination at a time; others wait and then reuse it.
+                let gate = lock(&self.inner.table)
+                    .connecting
+                    .entry(*addr)
+                    .or_default()
+                    .clone();
+                let _guard = gate.lock().await;
+                let result = match self.try_existing(*addr, &bytes)? {
+                    Some(info) => Ok(info),
+                    None => self
+                        .inner
+                        .connect(interface, *addr, server_name)
+                        .await
+                        .and_then(|id| {
+                            let table = lock(&self.inner.table);
+                            let conn = table.conns.get(&id).ok_or(TransportError::Closed(*addr))?;
+                            queue(conn, bytes)
+                        }),
+                };
+                lock(&self.inner.table).connecting.remove(addr);
+                result
+            }
+        }
+    }
+
+    fn try_existing(
+        &self,
+        addr: SocketAddr,
+        bytes: &Bytes,
+    ) -> Result<Option<Arc<ConnInfo>>, TransportError> {
+        let table = lock(&self.inner.table);
+        match table.by_addr.get(&addr).and_then(|id| table.conns.get(id)) {
+            Some(conn) => queue(conn, bytes.clone()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The connection behind a flow token, while it lives.
+    pub fn flow(&self, flow: &FlowToken) -> Option<Arc<ConnInfo>> {
+        let table = lock(&self.inner.table);
+        flow.conn_id()
+            .and_then(|id| table.conns.get(&id))
+            .filter(|c| c.info.flow == *flow)
+            .map(|c| c.info.clone())
+    }
+
+    /// Closes every connection (the node is going away); pending writes are flushed first.
+    pub fn close_all(&self) {
+        let mut table = lock(&self.inner.table);
+        table.conns.clear();
+        table.by_addr.clear();
+    }
+
+    /// How many connections are open.
+    pub fn connection_count(&self) -> usize {
+        lock(&self.inner.table).conns.len()
+    }
+}
+
+fn queue(conn: &Conn, bytes: Bytes) -> Result<Arc<ConnInfo>, TransportError> {
+    conn.tx.try_send(bytes).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => TransportError::QueueFull(conn.info.peer),
+        mpsc::error::TrySendError::Closed(_) => TransportError::Closed(conn.info.peer),
+    })?;
+    Ok(conn.info.clone())
+}
+
+/// A poisoned lock only means another task panicked while holding it; the table itself is
+/// still consistent (every update is a single insert or remove), so keep going.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    async fn connect(
+        self: &Arc<Self>,
+        iface: &str,
+        addr: SocketAddr,
+        name: &str,
+    ) -> Result<u64, TransportError> {
+        let err = |reason: String| TransportError::Connect {
+            addr,
+            name: name.to_owned(),
+            reason,
+        };
+        let (iface, ip, tls) = {
+            let ifaces = lock(&self.interfaces);
+            let (k, i) = ifaces
+                .get_key_value(iface)
+                .ok_or_else(|| TransportError::UnknownInterface(iface.into()))?;
+            (k.clone(), i.ip, i.tls.clone())
+        };
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| TransportError::TooManyConnections(self.limits.max_connections))?;
+        let server_name = ServerName::try_from(name.to_owned()).map_err(|e| err(e.to_string()))?;
+        let socket = if ip.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|e| err(e.to_string()))?;
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| err(format!("bind {ip}: {e}")))?;
+        let tcp: TcpStream =
+            tokio::time::timeout(self.limits.connect_timeout, socket.connect(addr))
+                .await
+                .map_err(|_| err("connect timed out".into()))?
+                .map_err(|e| err(e.to_string()))?;
+        let local = tcp.local_addr().map_err(|e| err(e.to_string()))?;
+        let tls = tokio::time::timeout(
+            self.limits.handshake_timeout,
+            TlsConnector::from(tls.client).connect(server_name, tcp),
+        )
+        .await
+        .map_err(|_| err("TLS handshake timed out".into()))?
+        .map_err(|e| err(format!("TLS handshake: {e}")))?;
+        let identity = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(PeerIdentity::from_certificate)
+            .unwrap_or_default();
+        let id = self.start(
+            tokio_rustls::TlsStream::Client(tls),
+            iface,
+            local,
+            addr,
+            identity,
+            false,
+            permit,
+        );
+        lock(&self.table).by_addr.insert(addr, id);
+        Ok(id)
+    }
+
+    /// Registers a connection and starts its reader and writer.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        self: &Arc<Self>,
+        stream: tokio_rustls::TlsStream<TcpStream>,
+        interface: Arc<str>,
+        local: SocketAddr,
+        peer: SocketAddr,
+        identity: PeerIdentity,
+        inbound: bool,
+        permit: OwnedSemaphorePermit,
+    ) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let info = Arc::new(ConnInfo {
+            id,
+            flow: FlowToken::new(id),
+            interface,
+            local,
+            peer,
+            identity,
+            inbound,
+        });
+        let (tx, rx) = mpsc::channel(self.limits.write_queue);
+        lock(&self.table).conns.insert(
+            id,
+            Conn {
+                info: info.clone(),
+                tx: tx.clone(),
+            },
+        );
+        let span =
+            info_span!("conn", id, iface = %info.interface, %peer, who = %info.identity.describe());
+        let (r, w) = tokio::io::split(stream);
+        tokio::spawn(connection::writer(w, rx).instrument(span.clone()));
+        let inner = self.clone();
+        tokio::spawn(
+            async move {
+                info!(inbound, "connection up");
+                connection::reader(r, info.clone(), tx, inner.clone(), inner.limits).await;
+                inner.remove(&info);
+                drop(permit);
+                let _ = inner.events.send(Event::Closed { conn: info }).await;
+            }
+            .instrument(span),
+        );
+        id
+    }
+
+    fn remove(&self, info: &ConnInfo) {
+        let mut table = lock(&self.table);
+        table.conns.remove(&info.id);
+        table.by_addr.retain(|_, id| *id != info.id);
+        debug!("connection removed");
+    }
+
+    /// RFC 5923: a request whose top Via carries `alias` offers its connection for requests
+    /// back to its sent-by, so a node that already holds a connection to a peer sends over it.
+    pub(crate) fn on_message(&self, info: &ConnInfo, msg: &Message) {
+        if !info.inbound || !msg.is_request() {
+            return;
+        }
+        let Some(via) = msg.headers.get(&HeaderName::Via) else {
+            return;
+        };
+        if memchr::memmem::find(&via.value, b"alias").is_none() {
+            return;
+        }
+        let Ok(via) = msg.top_via() else { return };
+        if let (true, Host::Ip(ip), Some(port)) =
+            (via.params.contains("alias"), &via.host, via.port)
+        {
+            lock(&self.table)
+                .by_addr
+                .entry(SocketAddr::new(*ip, port))
+                .or_insert(info.id);
+        }
+    }
+}
