@@ -24,5 +24,6 @@ pub use name_addr::NameAddr;
 pub use uri::{Host, Params, SipUri, Uri, unescape};
 pub use values::{
     CSeq, Contact, ContactParams, Method, parse_call_id, parse_number, parse_option_tags,
+    random_u64,
 };
 pub use via::{BRANCH_COOKIE, Via};

@@ -682,6 +682,12 @@ fn parse_headers(
             ));
         }
         let line = &section[pos..end - 2];
+        if let Some(i) = bare_line_break(line) {
+            return Err(ParseError::new(
+                Place::Headers,
+                SyntaxError::new("bare CR or LF in a header line", pos + i),
+            ));
+        }
         let name_len = line.iter().take_while(|&&b| is_token(b)).count();
         if name_len == 0 {
             return Err(ParseError::new(
@@ -706,6 +712,17 @@ fn parse_headers(
         pos = end;
     }
     Ok(headers)
+}
+
+/// The first CR or LF in a header line that is not part of a folding CRLF. Lines end only
+/// at CRLF here, but the Content-Length search and many peers also end them at a bare LF: a
+/// header hidden behind one would frame the body while this parser never sees it, and it
+/// would leave, byte for byte, to smuggle a header past the next hop.
+fn bare_line_break(line: &[u8]) -> Option<usize> {
+    memchr::memchr2_iter(b'\r', b'\n', line).find(|&i| match line[i] {
+        b'\r' => line.get(i + 1) != Some(&b'\n'),
+        _ => i == 0 || line[i - 1] != b'\r',
+    })
 }
 
 #[cfg(test)]

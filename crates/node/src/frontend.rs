@@ -1,0 +1,135 @@
+//! The front end (R1, R2): registrar and home server of its company's on-premises users.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use siplab_proxy::{Decision, Inbound, NextHop, Policy, Reply};
+use siplab_sip::{HeaderName, Host, Method, SipUri};
+use siplab_topology::{Lab, UserClass};
+use siplab_transport::ConnInfo;
+
+use crate::resolve::LabResolver;
+
+pub struct FrontEnd {
+    lab: Lab,
+    node: String,
+    domain: String,
+    /// The edge's internal interface: everything not delivered here leaves through it.
+    edge: SipUri,
+    /// The edge's certificate names, which may assert identities (P-Asserted-Identity).
+    edge_names: Vec<String>,
+    /// The 301 Contact for cloud-hosted users.
+    cloud_redirect: String,
+    resolver: LabResolver,
+}
+
+impl FrontEnd {
+    pub fn new(lab: &Lab, node: &str) -> Option<FrontEnd> {
+        let n = lab.node(node)?;
+        let domain = n.domain.clone()?;
+        let edge = lab.node(n.edge.as_ref()?.as_str())?;
+        let ours = lab.interfaces_of(node).next()?;
+        // The edge interface on the front end's own network is the way out.
+        let edge_if = lab
+            .interfaces_of(edge.name.as_str())
+            .find(|i| i.network == ours.network)?;
+        let edge_fqdn = edge_if.fqdns.first()?.clone();
+        let port = edge_if.ports.sip.unwrap_or(5061);
+        Some(FrontEnd {
+            edge: SipUri::new(None, Host::Name(edge_fqdn.clone()), Some(port)),
+            edge_names: edge_if.fqdns.clone(),
+            cloud_redirect: format!("<{}>", n.cloud_redirect.as_ref()?.uri()),
+            resolver: LabResolver::new(lab.clone(), ours.ip()),
+            domain,
+            node: node.to_owned(),
+            lab: lab.clone(),
+        })
+    }
+
+    fn to_edge(&self) -> Decision {
+        Decision::to(NextHop::Uri(self.edge.clone()))
+    }
+}
+
+impl Policy for FrontEnd {
+    fn route(&self, req: &Inbound<'_>) -> Decision {
+        // Loose routing: a Route after ours says where the dialog goes.
+        if let Some(next) = &req.next_route {
+            return Decision::to(NextHop::Uri(next.clone()));
+        }
+        // A Record-Route of ours named the client's flow the dialog continues on.
+        if let Some(flow) = &req.route_flow {
+            return Decision::to(NextHop::Flow(flow.clone()));
+        }
+        let Some(ruri) = req.request_uri() else {
+            return Decision::Reply(Reply::new(400));
+        };
+        // An in-dialog request to a registered client's contact (its remote target).
+        if ruri.user.is_some()
+            && let Some(b) = req.location.by_contact(ruri)
+        {
+            return Decision::forward(b.forward());
+        }
+        let method = req.msg.method().unwrap_or(Method::Options);
+        let host = ruri.host.to_string();
+        if ruri.user.is_none() && host != self.domain {
+            return match method {
+                Method::Options => Decision::Local,
+                _ => Decision::Reply(Reply::because(
+                    404,
+                    format!("{host} is this server, not a user"),
+                )),
+            };
+        }
+        if method == Method::Register {
+            let Ok(to) = req.msg.to() else {
+                return Decision::Reply(Reply::new(400));
+            };
+            let Some(aor) = to.sip_uri().map(SipUri::aor) else {
+                return Decision::Reply(Reply::new(400));
+            };
+            return match self.lab.user(&aor) {
+                _ if host != self.domain => {
+                    Decision::Reply(Reply::because(403, format!("{host} is not served here")))
+                }
+                None => Decision::Reply(Reply::because(404, format!("no user {aor}"))),
+                // A cloud-hosted user is told where its home is (section 4).
+                Some(u) if u.class == UserClass::B => Decision::Reply(
+                    Reply::because(301, format!("{aor} is homed in the cloud"))
+                        .with(HeaderName::Contact, self.cloud_redirect.clone()),
+                ),
+                Some(_) => Decision::Register { aor },
+            };
+        }
+        let aor = ruri.aor();
+        if host == self.domain {
+            match self.lab.user(&aor) {
+                None => Decision::Reply(Reply::because(404, format!("no user {aor}"))),
+                // Its own users: directly, or through the edge's Path, down their own flow.
+                Some(u) if u.home.as_str() == self.node => match req.location.lookup(&aor) {
+                    Some(b) => Decision::forward(b.forward()),
+                    None => Decision::Reply(Reply::because(480, format!("{aor} is not signed in"))),
+                },
+                // Shared SIP address space: the user is homed in the cloud, reached via the edge.
+                Some(_) => self.to_edge(),
+            }
+        } else {
+            // Another domain: federation, through the edge.
+            self.to_edge()
+        }
+    }
+
+    fn trusts_assertion(&self, conn: &ConnInfo) -> bool {
+        self.edge_names.iter().any(|n| conn.identity.names_host(n))
+    }
+
+    async fn resolve(&self, host: &str, port: Option<u16>) -> Result<SocketAddr, String> {
+        self.resolver.resolve(host, port)
+    }
+
+    fn interface_towards(&self, ip: IpAddr) -> Option<Arc<str>> {
+        self.lab
+            .interface_towards(&self.node, ip)
+            .map(|i| Arc::from(i.name.as_str()))
+    }
+}

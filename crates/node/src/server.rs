@@ -1,0 +1,95 @@
+//! What every server program shares: its command line, its logging, and running until
+//! it is told to stop.
+
+use std::path::PathBuf;
+
+use siplab_proxy::ProxyConfig;
+use siplab_topology::{Lab, Role};
+use tracing::info;
+
+use crate::{Certs, NodeError, start_node};
+
+/// `--topology FILE --node NAME [--certs DIR] [--slot N]`.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// The lab description (default: the built-in reference lab).
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
+    /// Which node of the topology this process is (R1, E1, ...).
+    #[arg(long)]
+    pub node: String,
+    /// Where `siplab certs` wrote the certificates.
+    #[arg(long, default_value = "certs")]
+    pub certs: PathBuf,
+    /// Run on the single-process (loopback) profile with this slot instead of the
+    /// container addresses.
+    #[arg(long)]
+    pub slot: Option<u8>,
+}
+
+/// Logs to stderr, filtered by RUST_LOG (default: info).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Loads the topology, checks the node has the role this program serves, starts it and runs
+/// until Ctrl-C or SIGTERM.
+pub async fn serve(args: ServerArgs, role: Role) -> Result<(), NodeError> {
+    let lab = match &args.topology {
+        Some(p) => Lab::load(p),
+        None => Lab::reference(),
+    }
+    .map_err(|e| NodeError::Topology(e.to_string()))?;
+    let lab = match args.slot {
+        Some(s) => lab.localized(s),
+        None => lab,
+    };
+    let node = lab
+        .node(&args.node)
+        .ok_or_else(|| NodeError::UnknownNode(args.node.clone()))?;
+    if node.role != role {
+        return Err(NodeError::Role {
+            node: args.node.clone(),
+            role: node.role.to_string(),
+        });
+    }
+    let running = start_node(
+        &lab,
+        &args.node,
+        &Certs::Dir(args.certs.clone()),
+        ProxyConfig::default(),
+    )
+    .await?;
+    for (iface, addr) in &running.listening {
+        info!(%iface, %addr, "listening");
+    }
+    shutdown_signal().await;
+    info!(node = %running.name, "stopping");
+    running.drop_connections();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

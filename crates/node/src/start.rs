@@ -1,0 +1,90 @@
+//! Starting a node from the topology: one transport interface per topology interface, its
+//! listeners, and the proxy with the node's role as policy.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use siplab_proxy::{OwnInterface, Proxy, ProxyConfig};
+use siplab_topology::{Lab, Role};
+use siplab_transport::{Limits, Transport};
+use tracing::info;
+
+use crate::{Certs, Edge, FrontEnd, NodeError};
+
+/// A node that runs: what it listens on, its transport (to count or close connections).
+pub struct RunningNode {
+    pub name: String,
+    pub listening: Vec<(String, SocketAddr)>,
+    pub transport: Transport,
+}
+
+impl RunningNode {
+    /// Closes every connection of the node (a crash or restart, as peers see it).
+    pub fn drop_connections(&self) {
+        self.transport.close_all();
+    }
+}
+
+/// Starts `name` (a front end or an edge) of `lab` on its addresses.
+pub async fn start_node(
+    lab: &Lab,
+    name: &str,
+    certs: &Certs,
+    config: ProxyConfig,
+) -> Result<RunningNode, NodeError> {
+    let node = lab
+        .node(name)
+        .ok_or_else(|| NodeError::UnknownNode(name.to_owned()))?;
+    let (transport, events) = Transport::new(Limits::default());
+    let mut own = Vec::new();
+    let mut listening = Vec::new();
+    let identities = lab.node_identities();
+    for iface in lab.interfaces_of(name) {
+        transport.add_interface(
+            iface.name.as_str(),
+            iface.ip(),
+            certs.interface(lab, iface.name.as_str())?,
+        );
+        for (_, addr) in iface.sockets() {
+            let bound = transport.listen(iface.name.as_str(), addr).await?;
+            listening.push((iface.name.to_string(), bound));
+        }
+        let names = identities
+            .iter()
+            .find(|i| i.interface == iface.name)
+            .map(|i| i.dns_names.clone())
+            .unwrap_or_default();
+        let sip = iface.ports.sip.or(iface.ports.client).unwrap_or(5061);
+        own.push(OwnInterface {
+            name: Arc::from(iface.name.as_str()),
+            addr: SocketAddr::new(iface.ip(), sip),
+            fqdn: iface
+                .fqdns
+                .first()
+                .cloned()
+                .unwrap_or_else(|| iface.ip().to_string()),
+            names,
+        });
+    }
+    let role_err = || NodeError::Role {
+        node: name.to_owned(),
+        role: node.role.to_string(),
+    };
+    match node.role {
+        Role::Frontend => {
+            let policy = FrontEnd::new(lab, name).ok_or_else(role_err)?;
+            Proxy::new(policy, transport.clone(), own, config).spawn(events);
+        }
+        Role::Edge => {
+            let policy = Edge::new(lab, name).ok_or_else(role_err)?;
+            Proxy::new(policy, transport.clone(), own, config).spawn(events);
+        }
+        _ => return Err(role_err()),
+    }
+    info!(node = name, role = %node.role, ?listening, "node up");
+    Ok(RunningNode {
+        name: name.to_owned(),
+        listening,
+        transport,
+    })
+}

@@ -1,0 +1,859 @@
+//! The stateful proxy core (RFC 3261 section 16) with its server and client transactions
+//! (section 17, reliable transport: no retransmission timers, only B, F and C), the same for
+//! every role. A request goes: validate -> transaction -> Max-Forwards, Proxy-Require, URI
+//! scheme, loop check -> Route pre-processing -> the role's decision -> forward (Via,
+//! Record-Route, Path) or answer. Responses go back along the Via chain through the
+//! transaction that sent the request.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use siplab_sip::{HeaderName, Host, Message, Method, SipUri, Uri, Via, reason_phrase};
+use siplab_transport::{ConnInfo, Destination, Event, FlowToken, Transport, TransportError};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::branch::{self, BranchMaker};
+use crate::policy::{Decision, Forward, Inbound, NextHop, Policy, Reply};
+use crate::registrar::{ExpiryBounds, Location};
+
+/// One of this node's interfaces, as the core writes it into Via, Record-Route and Path.
+#[derive(Debug, Clone)]
+pub struct OwnInterface {
+    pub name: Arc<str>,
+    /// The SIP listener: the Via sent-by of requests leaving from here.
+    pub addr: SocketAddr,
+    /// The name peers reach it by, for Record-Route and Path (real products need an FQDN).
+    pub fqdn: String,
+    /// Every name of it, to recognise a Route or Request-URI naming this node.
+    pub names: Vec<String>,
+}
+
+/// Timers and bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyConfig {
+    /// Tasks that process requests, messages of one Call-ID always on the same one.
+    pub workers: usize,
+    /// Timers B and F: a final response must come within this (64 * T1).
+    pub timer_b: Duration,
+    /// Timer C: an INVITE that had a provisional response waits this long for a final one.
+    pub timer_c: Duration,
+    /// How long an INVITE transaction answered with a non-2xx waits for its ACK (Timer H).
+    pub timer_h: Duration,
+    pub expiry: ExpiryBounds,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            timer_b: Duration::from_secs(32),
+            timer_c: Duration::from_secs(180),
+            timer_h: Duration::from_secs(32),
+            expiry: ExpiryBounds::default(),
+        }
+    }
+}
+
+/// A request being answered here: where the answer goes and what was sent already.
+struct ServerTxn {
+    request: Message,
+    conn: Arc<ConnInfo>,
+    final_code: Option<u16>,
+    last: Option<Bytes>,
+    client_branch: Option<String>,
+}
+
+/// A request this node forwarded and waits on.
+struct ClientTxn {
+    server_key: String,
+    method: Method,
+    /// What was sent, for the CANCEL and the hop-by-hop ACK that must match it.
+    request: Message,
+    conn: Option<Arc<ConnInfo>>,
+    provisional: bool,
+    timer: Option<AbortHandle>,
+}
+
+/// A node's proxy: one per node, shared by its workers.
+pub struct Proxy<P: Policy> {
+    policy: P,
+    transport: Transport,
+    own: Vec<OwnInterface>,
+    location: Location,
+    config: ProxyConfig,
+    servers: Mutex<HashMap<String, ServerTxn>>,
+    clients: Mutex<HashMap<String, ClientTxn>>,
+    branches: BranchMaker,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<P: Policy> Proxy<P> {
+    pub fn new(
+        policy: P,
+        transport: Transport,
+        own: Vec<OwnInterface>,
+        config: ProxyConfig,
+    ) -> Arc<Proxy<P>> {
+        Arc::new(Proxy {
+            policy,
+            transport,
+            own,
+            location: Location::new(config.expiry),
+            config,
+            servers: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
+            branches: BranchMaker::default(),
+        })
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+
+    /// Takes the transport's events and processes them until the transport goes away.
+    /// Messages of one Call-ID go to the same worker, so a dialog's requests keep their order.
+    pub fn spawn(self: &Arc<Self>, mut events: mpsc::Receiver<Event>) {
+        let workers: Vec<mpsc::Sender<(Message, Arc<ConnInfo>)>> = (0..self.config.workers.max(1))
+            .map(|_| {
+                let (tx, mut rx) = mpsc::channel::<(Message, Arc<ConnInfo>)>(1024);
+                let proxy = self.clone();
+                tokio::spawn(async move {
+                    while let Some((msg, conn)) = rx.recv().await {
+                        proxy.handle(msg, conn).await;
+                    }
+                });
+                tx
+            })
+            .collect();
+        let proxy = self.clone();
+        tokio::spawn(async move {
+            let mut sweep = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        Some(Event::Message { msg, conn }) => {
+                            let mut h = DefaultHasher::new();
+                            msg.headers.value(&HeaderName::CallId).hash(&mut h);
+                            let w = &workers[(h.finish() % workers.len() as u64) as usize];
+                            if w.send((msg, conn)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Event::Closed { conn }) => {
+                            if conn.inbound {
+                                proxy.location.remove_flow(&conn.flow);
+                            }
+                        }
+                        None => return,
+                    },
+                    _ = sweep.tick() => {
+                        proxy.location.sweep();
+                    }
+                }
+            }
+        });
+    }
+
+    async fn handle(self: &Arc<Self>, msg: Message, conn: Arc<ConnInfo>) {
+        let call_id = msg
+            .headers
+            .value(&HeaderName::CallId)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        let branch = msg
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_owned))
+            .unwrap_or_default();
+        if msg.is_request() {
+            let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
+            let span = info_span!("request", %method, %call_id, %branch, from = %conn.peer);
+            self.on_request(msg, conn).instrument(span).await;
+        } else {
+            let status = msg.status().unwrap_or_default();
+            let span = info_span!("response", status, %call_id, %branch, from = %conn.peer);
+            self.on_response(msg, conn).instrument(span).await;
+        }
+    }
+
+    fn own_interface(&self, name: &str) -> Option<&OwnInterface> {
+        self.own.iter().find(|i| &*i.name == name)
+    }
+
+    fn is_own_host(&self, host: &Host) -> bool {
+        self.own.iter().any(|i| match host {
+            Host::Name(n) => i.names.iter().any(|m| m.eq_ignore_ascii_case(n)),
+            Host::Ip(ip) => i.addr.ip() == *ip,
+        })
+    }
+
+    fn is_own_uri(&self, uri: &SipUri) -> bool {
+        self.is_own_host(&uri.host)
+    }
+
+    async fn on_request(self: &Arc<Self>, mut msg: Message, conn: Arc<ConnInfo>) {
+        if let Err(e) = msg.validate() {
+            warn!(error = %e, "invalid request");
+            let reply = Reply::because(e.status(), e.to_string());
+            self.send_direct(&conn, reply_message(&msg, &reply)).await;
+            return;
+        }
+        stamp_received(&mut msg, &conn);
+        let Some(method) = msg.method() else { return };
+        let Ok(top) = msg.top_via() else { return };
+        let key = server_key(
+            &top,
+            &msg,
+            if method == Method::Ack {
+                &Method::Invite
+            } else {
+                &method
+            },
+        );
+        info!(uri = %msg.request_uri().map(ToString::to_string).unwrap_or_default(), "received");
+
+        match method {
+            Method::Ack => {
+                let mut servers = lock(&self.servers);
+                if servers
+                    .get(&key)
+                    .is_some_and(|t| t.final_code.is_some_and(|c| c >= 300))
+                {
+                    // The ACK of a non-2xx ends the INVITE transaction here (hop by hop).
+                    servers.remove(&key);
+                    debug!("ACK for a non-2xx absorbed");
+                    return;
+                }
+            }
+            Method::Cancel => return self.on_cancel(msg, conn, &top).await,
+            _ => {
+                let known = lock(&self.servers)
+                    .get(&key)
+                    .map(|t| (t.last.clone(), t.conn.flow.clone()));
+                if let Some((last, flow)) = known {
+                    debug!("retransmission");
+                    if let Some(last) = last {
+                        let _ = self.transport.send(&Destination::Flow(flow), last).await;
+                    }
+                    return;
+                }
+            }
+        }
+        if method != Method::Ack {
+            lock(&self.servers).insert(
+                key.clone(),
+                ServerTxn {
+                    request: msg.clone(),
+                    conn: conn.clone(),
+                    final_code: None,
+                    last: None,
+                    client_branch: None,
+                },
+            );
+            if method == Method::Invite {
+                self.reply(&key, Reply::new(100)).await;
+            }
+        }
+
+        if let Some(reply) = self.check(&msg, &method) {
+            return self.reply(&key, reply).await;
+        }
+        let hash = branch::loop_hash(&msg);
+        if let Ok(vias) = msg.vias()
+            && vias.iter().any(|v| {
+                self.is_own_host(&v.host) && v.branch().is_some_and(|b| branch::carries(b, hash))
+            })
+        {
+            return self
+                .reply(
+                    &key,
+                    Reply::because(482, "this request passed here before unchanged"),
+                )
+                .await;
+        }
+        let (route_flow, next_route) = self.preprocess_routes(&mut msg, &conn);
+        let decision = {
+            let inbound = Inbound {
+                msg: &msg,
+                conn: &conn,
+                route_flow,
+                next_route,
+                location: &self.location,
+            };
+            self.policy.route(&inbound)
+        };
+        debug!(?decision, "decided");
+        if method == Method::Ack {
+            if let Decision::Forward(f) = decision {
+                self.forward(msg, *f, &key, hash, &conn).await;
+            }
+            return;
+        }
+        match decision {
+            Decision::Reply(r) => self.reply(&key, r).await,
+            Decision::Local => {
+                let r = Reply::new(200)
+                    .with(HeaderName::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, SUBSCRIBE, NOTIFY, INFO")
+                    .with(HeaderName::Supported, "path, outbound");
+                self.reply(&key, r).await
+            }
+            Decision::Register { aor } => self.register(&key, &msg, &conn, &aor).await,
+            Decision::Forward(f) => self.forward(msg, *f, &key, hash, &conn).await,
+        }
+    }
+
+    /// Section 16.3 steps 3 and 5, and 8.2.2: Max-Forwards, Proxy-Require, the URI scheme.
+    fn check(&self, msg: &Message, method: &Method) -> Option<Reply> {
+        let uri = msg.request_uri()?;
+        if msg.max_forwards().ok().flatten() == Some(0) {
+            let to_us = uri
+                .as_sip()
+                .is_some_and(|u| u.user.is_none() && self.is_own_uri(u));
+            if !(to_us && *method == Method::Options) {
+                return Some(Reply::because(483, "Max-Forwards reached 0"));
+            }
+        }
+        if let Ok(tags) = msg.option_tags(HeaderName::ProxyRequire)
+            && !tags.is_empty()
+        {
+            return Some(Reply::new(420).with(HeaderName::Unsupported, tags.join(", ")));
+        }
+        if uri.as_sip().is_none() {
+            return Some(Reply::because(
+                416,
+                format!("the {} scheme is not served here", uri.scheme()),
+            ));
+        }
+        None
+    }
+
+    /// Section 16.4: a strict router's Request-URI naming us is restored from the last
+    /// Route; then every Route naming this node is removed (two when it recorded the route
+    /// on two interfaces, RFC 5658). A flow token in one of them names the connection the
+    /// dialog reaches its client by.
+    fn preprocess_routes(
+        &self,
+        msg: &mut Message,
+        conn: &ConnInfo,
+    ) -> (Option<FlowToken>, Option<SipUri>) {
+        let routes = msg.addresses(HeaderName::Route).unwrap_or_default();
+        if let (Some(uri), Some(last)) = (msg.request_uri().and_then(Uri::as_sip), routes.last())
+            && self.is_own_uri(uri)
+            && !routes.is_empty()
+        {
+            let last_uri = last.uri.clone();
+            let mut remaining: Vec<String> = routes.iter().map(ToString::to_string).collect();
+            remaining.pop();
+            msg.headers.remove_all(&HeaderName::Route);
+            for r in remaining {
+                msg.headers.push(HeaderName::Route, r);
+            }
+            msg.set_request_uri(last_uri);
+        }
+        let mut route_flow = None;
+        loop {
+            let routes = msg.addresses(HeaderName::Route).unwrap_or_default();
+            let Some(first) = routes.first() else {
+                return (route_flow, None);
+            };
+            let Some(uri) = first.sip_uri() else {
+                return (route_flow, None);
+            };
+            if !self.is_own_uri(uri) {
+                return (route_flow, Some(uri.clone()));
+            }
+            if let Some(user) = &uri.user {
+                let token = FlowToken::from_text(user);
+                if token != conn.flow && self.transport.flow(&token).is_some() {
+                    route_flow = Some(token);
+                }
+            }
+            msg.headers.remove_first_value(&HeaderName::Route);
+        }
+    }
+
+    async fn register(self: &Arc<Self>, key: &str, msg: &Message, conn: &ConnInfo, aor: &str) {
+        let asserted = if self.policy.trusts_assertion(conn) {
+            msg.addresses(HeaderName::PAssertedIdentity)
+                .ok()
+                .and_then(|ids| ids.into_iter().find_map(|id| id.sip_uri().map(SipUri::aor)))
+        } else {
+            None
+        };
+        let who = asserted.or_else(|| conn.identity.sip_aor().map(str::to_owned));
+        if who.as_deref() != Some(aor) {
+            let why = match who {
+                Some(w) => format!("REGISTER for {aor}, but the authenticated identity is {w}"),
+                None => format!("REGISTER for {aor} from a peer without a user identity"),
+            };
+            warn!(%why, "refused");
+            return self.reply(key, Reply::because(403, why)).await;
+        }
+        let mut resp = self.location.register(msg, aor, &conn.flow);
+        add_to_tag(&mut resp);
+        info!(%aor, status = resp.status().unwrap_or_default(), "registrar");
+        self.send_response(key, resp).await;
+    }
+
+    async fn forward(
+        self: &Arc<Self>,
+        mut msg: Message,
+        f: Forward,
+        key: &str,
+        hash: u64,
+        conn: &Arc<ConnInfo>,
+    ) {
+        let method = msg.method().unwrap_or(Method::Ack);
+        let (dest, out) = match &f.next_hop {
+            NextHop::Flow(token) => match self.transport.flow(token) {
+                Some(c) => (Destination::Flow(token.clone()), c.interface.clone()),
+                None => {
+                    return self
+                        .reply(key, Reply::because(430, "the user's connection is gone"))
+                        .await;
+                }
+            },
+            NextHop::Uri(uri) => {
+                let host = match &uri.host {
+                    Host::Name(n) => n.clone(),
+                    Host::Ip(ip) => ip.to_string(),
+                };
+                let addr = match self.policy.resolve(&host, uri.port).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        return self
+                            .reply(
+                                key,
+                                Reply::because(503, format!("cannot resolve {host}: {e}")),
+                            )
+                            .await;
+                    }
+                };
+                let Some(iface) = self.policy.interface_towards(addr.ip()) else {
+                    return self
+                        .reply(
+                            key,
+                            Reply::because(503, format!("no interface reaches {addr}")),
+                        )
+                        .await;
+                };
+                (
+                    Destination::Peer {
+                        interface: iface.clone(),
+                        addr,
+                        server_name: host,
+                    },
+                    iface,
+                )
+            }
+        };
+        let (Some(out_if), Some(in_if)) = (
+            self.own_interface(&out).cloned(),
+            self.own_interface(&conn.interface).cloned(),
+        ) else {
+            return self
+                .reply(
+                    key,
+                    Reply::because(500, "interface missing from the node's own list"),
+                )
+                .await;
+        };
+
+        if let Some(uri) = f.request_uri {
+            msg.set_request_uri(uri);
+        }
+        let mf = msg.max_forwards().ok().flatten().unwrap_or(70);
+        msg.headers
+            .set(HeaderName::MaxForwards, mf.saturating_sub(1).to_string());
+        for name in &f.remove {
+            msg.headers.remove_all(name);
+        }
+        for (name, value) in f.set {
+            msg.headers.set(name, value);
+        }
+        for r in f.routes.iter().rev() {
+            msg.headers.push_front(HeaderName::Route, r.clone());
+        }
+        if f.add_path {
+            let path = format!(
+                "<sip:{}@{}:{};transport=tls;lr;ob>",
+                conn.flow,
+                out_if.fqdn,
+                out_if.addr.port()
+            );
+            msg.headers.push_front(HeaderName::Path, path);
+        }
+        if method.creates_dialog() {
+            let token_in = conn.identity.sip_aor().map(|_| conn.flow.clone());
+            let token_out = match &dest {
+                Destination::Flow(t) => Some(t.clone()),
+                Destination::Peer { .. } => None,
+            };
+            if in_if.name == out_if.name {
+                msg.headers.push_front(
+                    HeaderName::RecordRoute,
+                    record_route(&out_if, token_in.or(token_out).as_ref()),
+                );
+            } else {
+                msg.headers.push_front(
+                    HeaderName::RecordRoute,
+                    record_route(&in_if, token_in.as_ref()),
+                );
+                msg.headers.push_front(
+                    HeaderName::RecordRoute,
+                    record_route(&out_if, token_out.as_ref()),
+                );
+            }
+        }
+        let branch = self.branches.make(hash);
+        let alias = if matches!(dest, Destination::Peer { .. }) {
+            ";alias"
+        } else {
+            ""
+        };
+        msg.headers.push_front(
+            HeaderName::Via,
+            format!("SIP/2.0/TLS {};branch={branch}{alias}", out_if.addr),
+        );
+        let bytes = msg.to_bytes();
+        info!(to = ?dest, iface = %out_if.name, %branch, "forwarding");
+
+        if method == Method::Ack {
+            if let Err(e) = self.transport.send(&dest, bytes).await {
+                warn!(error = %e, "ACK not sent");
+            }
+            return;
+        }
+        let timer = self.start_timer(branch.clone(), self.config.timer_b);
+        lock(&self.clients).insert(
+            branch.clone(),
+            ClientTxn {
+                server_key: key.to_owned(),
+                method,
+                request: msg,
+                conn: None,
+                provisional: false,
+                timer: Some(timer),
+            },
+        );
+        if let Some(t) = lock(&self.servers).get_mut(key) {
+            t.client_branch = Some(branch.clone());
+        }
+        match self.transport.send(&dest, bytes).await {
+            Ok(c) => {
+                if let Some(t) = lock(&self.clients).get_mut(&branch) {
+                    t.conn = Some(c);
+                }
+            }
+            Err(e) => {
+                if let Some(t) = lock(&self.clients).remove(&branch) {
+                    t.timer.inspect(AbortHandle::abort);
+                }
+                let code = match e {
+                    TransportError::FlowGone(_) => 430,
+                    _ => 503,
+                };
+                warn!(error = %e, code, "next hop unreachable");
+                self.reply(key, Reply::because(code, e.to_string())).await;
+            }
+        }
+    }
+
+    fn start_timer(self: &Arc<Self>, branch: String, after: Duration) -> AbortHandle {
+        let proxy = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            proxy.on_timeout(&branch).await;
+        })
+        .abort_handle()
+    }
+
+    async fn on_timeout(self: &Arc<Self>, branch: &str) {
+        let Some(t) = lock(&self.clients).remove(branch) else {
+            return;
+        };
+        warn!(%branch, method = %t.method, "no final response in time");
+        if t.method == Method::Invite && t.provisional {
+            self.cancel_downstream(&t).await;
+        }
+        self.reply(
+            &t.server_key,
+            Reply::because(408, "the next hop sent no final response in time"),
+        )
+        .await;
+    }
+
+    async fn on_cancel(self: &Arc<Self>, cancel: Message, conn: Arc<ConnInfo>, top: &Via) {
+        let key = server_key(top, &cancel, &Method::Invite);
+        let pending = {
+            let servers = lock(&self.servers);
+            servers
+                .get(&key)
+                .map(|t| (t.final_code.is_none(), t.client_branch.clone()))
+        };
+        let Some((unanswered, client_branch)) = pending else {
+            let reply = Reply::because(481, "no INVITE transaction for this CANCEL");
+            return self
+                .send_direct(&conn, reply_message(&cancel, &reply))
+                .await;
+        };
+        self.send_direct(&conn, reply_message(&cancel, &Reply::new(200)))
+            .await;
+        if unanswered && let Some(branch) = client_branch {
+            let t = lock(&self.clients)
+                .get(&branch)
+                .map(|t| (t.request.clone(), t.conn.clone()));
+            if let Some((request, Some(conn))) = t {
+                self.send_cancel(&request, &conn).await;
+            }
+        }
+    }
+
+    async fn cancel_downstream(&self, t: &ClientTxn) {
+        if let Some(conn) = &t.conn {
+            self.send_cancel(&t.request, conn).await;
+        }
+    }
+
+    /// A CANCEL matching a forwarded INVITE (section 9.1): same Request-URI, Call-ID, From,
+    /// To, CSeq number, Route set, and our Via with the INVITE's branch alone.
+    async fn send_cancel(&self, invite: &Message, conn: &ConnInfo) {
+        let req = derived_request(invite, Method::Cancel, None);
+        let _ = self
+            .transport
+            .send(&Destination::Flow(conn.flow.clone()), req.to_bytes())
+            .await;
+    }
+
+    async fn on_response(self: &Arc<Self>, mut msg: Message, _conn: Arc<ConnInfo>) {
+        let Ok(top) = msg.top_via() else {
+            return debug!("response without a Via; dropped");
+        };
+        if msg.validate().is_err() {
+            return warn!("invalid response; dropped");
+        }
+        let Some(branch) = top.branch().map(str::to_owned) else {
+            return;
+        };
+        let code = msg.status().unwrap_or_default();
+        let (key, ack) = {
+            let mut clients = lock(&self.clients);
+            let Some(t) = clients.get_mut(&branch) else {
+                return debug!(code, "response matches no transaction here; dropped");
+            };
+            if code < 200 {
+                t.provisional = true;
+                if t.method == Method::Invite {
+                    t.timer.take().inspect(AbortHandle::abort);
+                    t.timer = Some(self.start_timer(branch.clone(), self.config.timer_c));
+                }
+                if code == 100 {
+                    return;
+                }
+                (t.server_key.clone(), None)
+            } else {
+                let Some(t) = clients.remove(&branch) else {
+                    return;
+                };
+                t.timer.inspect(AbortHandle::abort);
+                // The client transaction acknowledges a non-2xx final response itself (17.1.1.3).
+                let ack = (t.method == Method::Invite && code >= 300).then(|| {
+                    (
+                        derived_request(&t.request, Method::Ack, Some(&msg)),
+                        t.conn.clone(),
+                    )
+                });
+                (t.server_key, ack)
+            }
+        };
+        if let Some((ack, Some(conn))) = ack {
+            let _ = self
+                .transport
+                .send(&Destination::Flow(conn.flow.clone()), ack.to_bytes())
+                .await;
+        }
+        msg.headers.remove_first_value(&HeaderName::Via);
+        info!(code, "relaying response");
+        self.send_response(&key, msg).await;
+    }
+
+    async fn reply(self: &Arc<Self>, key: &str, reply: Reply) {
+        let request = lock(&self.servers).get(key).map(|t| t.request.clone());
+        if let Some(req) = request {
+            self.send_response(key, reply_message(&req, &reply)).await;
+        }
+    }
+
+    /// Sends a response through its server transaction and ends the transaction as 17.2
+    /// says for a reliable transport.
+    async fn send_response(self: &Arc<Self>, key: &str, resp: Message) {
+        let code = resp.status().unwrap_or_default();
+        let bytes = resp.to_bytes();
+        let flow = {
+            let mut servers = lock(&self.servers);
+            let Some(t) = servers.get_mut(key) else {
+                return;
+            };
+            let is_invite = t.request.method() == Some(Method::Invite);
+            if t.final_code.is_some() && !(is_invite && (200..300).contains(&code)) {
+                return debug!(code, "transaction already answered; dropped");
+            }
+            let flow = t.conn.flow.clone();
+            if code >= 200 {
+                t.final_code = Some(code);
+                t.last = Some(bytes.clone());
+                if !is_invite || code < 300 {
+                    servers.remove(key);
+                }
+            } else {
+                t.last = Some(bytes.clone());
+            }
+            flow
+        };
+        if code >= 300 && lock(&self.servers).contains_key(key) {
+            // An INVITE answered with a non-2xx waits for its ACK, but not for ever (Timer H).
+            let (proxy, key, after) = (self.clone(), key.to_owned(), self.config.timer_h);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                lock(&proxy.servers).remove(&key);
+            });
+        }
+        if let Err(e) = self.transport.send(&Destination::Flow(flow), bytes).await {
+            warn!(error = %e, code, "response could not be sent upstream");
+        }
+    }
+
+    async fn send_direct(&self, conn: &ConnInfo, resp: Message) {
+        let _ = self
+            .transport
+            .send(&Destination::Flow(conn.flow.clone()), resp.to_bytes())
+            .await;
+    }
+}
+
+/// The key of a server transaction (17.2.3): branch, sent-by and method; for a request
+/// without the RFC 3261 cookie, the whole top Via, Call-ID and CSeq number instead.
+fn server_key(top: &Via, msg: &Message, method: &Method) -> String {
+    match top.branch() {
+        Some(b) if top.has_rfc3261_branch() => format!("{b}|{}|{method}", top.sent_by()),
+        _ => format!(
+            "2543|{top}|{}|{}|{method}",
+            msg.call_id()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default(),
+            msg.cseq().map(|c| c.seq).unwrap_or_default()
+        ),
+    }
+}
+
+/// RFC 3261 18.2.1 and RFC 3581: the top Via of a request from a peer is stamped with the
+/// address it really came from (`received`) and, when it asks for it, the port (`rport`).
+fn stamp_received(msg: &mut Message, conn: &ConnInfo) {
+    let Ok(mut via) = msg.top_via() else { return };
+    let ip = conn.peer.ip();
+    let host_differs = via.host != Host::Ip(ip);
+    let wants_rport = via.rport() == Some(None);
+    if !host_differs && !wants_rport {
+        return;
+    }
+    if host_differs {
+        via.params.set("received", Some(&ip.to_string()));
+    }
+    if wants_rport {
+        via.params.set("rport", Some(&conn.peer.port().to_string()));
+    }
+    msg.headers.remove_first_value(&HeaderName::Via);
+    msg.headers.push_front(HeaderName::Via, via.to_string());
+}
+
+fn record_route(iface: &OwnInterface, token: Option<&FlowToken>) -> String {
+    match token {
+        Some(t) => format!(
+            "<sip:{t}@{}:{};transport=tls;lr>",
+            iface.fqdn,
+            iface.addr.port()
+        ),
+        None => format!(
+            "<sip:{}:{};transport=tls;lr>",
+            iface.fqdn,
+            iface.addr.port()
+        ),
+    }
+}
+
+/// A response to `req` carrying `reply`: the status, a Warning with the reason, extra
+/// headers, and a To tag (8.2.6.2).
+pub(crate) fn reply_message(req: &Message, reply: &Reply) -> Message {
+    let mut resp = Message::response_to(req, reply.code, reason_phrase(reply.code));
+    if let Some(w) = &reply.warning {
+        let text = w.replace(['"', '\\'], "'");
+        resp.headers
+            .push(HeaderName::new("Warning"), format!("399 siplab \"{text}\""));
+    }
+    for (name, value) in &reply.headers {
+        resp.headers.push(name.clone(), value.clone());
+    }
+    if reply.code > 100 {
+        add_to_tag(&mut resp);
+    }
+    resp
+}
+
+fn add_to_tag(resp: &mut Message) {
+    if let Some(to) = resp.headers.value(&HeaderName::To).cloned()
+        && resp.to().is_ok_and(|t| t.tag().is_none())
+    {
+        let mut value = to.to_vec();
+        value.extend_from_slice(format!(";tag={:x}", siplab_sip::random_u64()).as_bytes());
+        resp.headers.set(HeaderName::To, value);
+    }
+}
+
+/// CANCEL and the ACK of a non-2xx, built from the request they refer to (9.1, 17.1.1.3).
+fn derived_request(req: &Message, method: Method, response: Option<&Message>) -> Message {
+    let uri = req
+        .request_uri()
+        .cloned()
+        .unwrap_or(Uri::Other(String::new()));
+    let mut out = Message::request(method.clone(), uri);
+    if let Some(via) = req
+        .headers
+        .elements(&HeaderName::Via)
+        .and_then(|v| v.into_iter().next())
+    {
+        out.headers.push(HeaderName::Via, via);
+    }
+    out.headers.push(HeaderName::MaxForwards, "70");
+    for name in [HeaderName::From, HeaderName::CallId] {
+        if let Some(v) = req.headers.value(&name) {
+            out.headers.push(name, v.clone());
+        }
+    }
+    let to = response
+        .and_then(|r| r.headers.value(&HeaderName::To))
+        .or(req.headers.value(&HeaderName::To));
+    if let Some(to) = to {
+        out.headers.push(HeaderName::To, to.clone());
+    }
+    let seq = req.cseq().map(|c| c.seq).unwrap_or_default();
+    out.headers
+        .push(HeaderName::CSeq, format!("{seq} {method}"));
+    for h in req.headers.get_all(&HeaderName::Route) {
+        out.headers.push(HeaderName::Route, h.value.clone());
+    }
+    out.headers.push(HeaderName::ContentLength, "0");
+    out
+}

@@ -1,0 +1,12 @@
+//! Transactions and the stateful proxy core (RFC 3261 sections 16 and 17) over a reliable
+//! transport, the registrar and location service (section 10, RFC 3327, RFC 5626), and the
+//! [`Policy`] through which each node role says where requests go.
+
+mod branch;
+mod core;
+mod policy;
+mod registrar;
+
+pub use crate::core::{OwnInterface, Proxy, ProxyConfig};
+pub use policy::{Decision, Forward, Inbound, NextHop, Policy, Reply};
+pub use registrar::{Binding, ExpiryBounds, Location};

@@ -1,0 +1,153 @@
+//! What a role decides, and what it is told. The core does the mechanics of RFC 3261
+//! section 16 the same way for every node; a role (front end, edge, cloud pool) says only
+//! where a request goes, or what to answer, in one routing function.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use siplab_sip::{HeaderName, Message, SipUri, Uri};
+use siplab_transport::{ConnInfo, FlowToken};
+
+use crate::registrar::Location;
+
+/// A request as the core hands it to the role, after the generic checks and after the
+/// Routes naming this node were removed.
+pub struct Inbound<'a> {
+    pub msg: &'a Message,
+    /// The connection it came on: the peer's certificate names and the interface.
+    pub conn: &'a ConnInfo,
+    /// A live flow named by one of this node's own Routes just removed (a Path or
+    /// Record-Route entry carrying a flow token), other than the one the request came on.
+    pub route_flow: Option<FlowToken>,
+    /// The next Route after this node's own, if any: loose routing says go there.
+    pub next_route: Option<SipUri>,
+    /// The location service of this node (empty on nodes without a registrar).
+    pub location: &'a Location,
+}
+
+impl Inbound<'_> {
+    pub fn request_uri(&self) -> Option<&SipUri> {
+        self.msg.request_uri().and_then(Uri::as_sip)
+    }
+
+    /// Whether the request came from a user's client (its certificate names a SIP URI).
+    pub fn from_client(&self) -> bool {
+        self.conn.identity.sip_aor().is_some()
+    }
+}
+
+/// An answer the role gives itself.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub code: u16,
+    /// Why, for people reading a trace: sent as a Warning (399) header.
+    pub warning: Option<String>,
+    pub headers: Vec<(HeaderName, String)>,
+}
+
+impl Reply {
+    pub fn new(code: u16) -> Reply {
+        Reply {
+            code,
+            warning: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn because(code: u16, why: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            warning: Some(why.into()),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, name: HeaderName, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// Where a forwarded request goes next.
+#[derive(Debug, Clone)]
+pub enum NextHop {
+    /// Down a client's own connection.
+    Flow(FlowToken),
+    /// To the host of this URI, resolved by the role (the topology now, DNS later).
+    Uri(SipUri),
+}
+
+/// How to forward.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub next_hop: NextHop,
+    /// A new Request-URI (a registered contact, when delivering to a user).
+    pub request_uri: Option<Uri>,
+    /// Route values to put on top, first one first (a binding's Path).
+    pub routes: Vec<String>,
+    /// Add this node's Path (RFC 3327) with the flow token of the connection the REGISTER
+    /// came on, so that requests for the user come back down that connection.
+    pub add_path: bool,
+    /// Headers to set (replacing any), e.g. P-Asserted-Identity for a verified client.
+    pub set: Vec<(HeaderName, String)>,
+    /// Headers to remove, e.g. a P-Asserted-Identity nobody trusted asserted.
+    pub remove: Vec<HeaderName>,
+}
+
+impl Forward {
+    pub fn to(next_hop: NextHop) -> Forward {
+        Forward {
+            next_hop,
+            request_uri: None,
+            routes: Vec::new(),
+            add_path: false,
+            set: Vec::new(),
+            remove: Vec::new(),
+        }
+    }
+}
+
+/// What the role decides.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Reply(Reply),
+    Forward(Box<Forward>),
+    /// The REGISTER is for a user homed here: run the registrar for this AOR.
+    Register {
+        aor: String,
+    },
+    /// Answer here (OPTIONS addressed to this node).
+    Local,
+}
+
+impl Decision {
+    pub fn forward(f: Forward) -> Decision {
+        Decision::Forward(Box::new(f))
+    }
+
+    /// Forwards to `next_hop` as the request is.
+    pub fn to(next_hop: NextHop) -> Decision {
+        Decision::forward(Forward::to(next_hop))
+    }
+}
+
+/// A role: its routing function and how it reaches the hosts it names.
+pub trait Policy: Send + Sync + 'static {
+    /// Decides what happens to a request, in the order the spec gives its reasons.
+    fn route(&self, req: &Inbound<'_>) -> Decision;
+
+    /// Whether this peer may assert an identity (P-Asserted-Identity) for a REGISTER: the
+    /// node's own edge.
+    fn trusts_assertion(&self, conn: &ConnInfo) -> bool;
+
+    /// Resolves a host (and port) to an address.
+    fn resolve(
+        &self,
+        host: &str,
+        port: Option<u16>,
+    ) -> impl Future<Output = Result<SocketAddr, String>> + Send;
+
+    /// The interface a request to `ip` leaves from.
+    fn interface_towards(&self, ip: IpAddr) -> Option<Arc<str>>;
+}

@@ -1,0 +1,266 @@
+//! The registrar and location service (RFC 3261 section 10, Path of RFC 3327, outbound of
+//! RFC 5626): bindings of an AOR to contacts, each tied to the flow it was registered on or
+//! to the Path of the edge it came through, so that requests for a user go back down the
+//! user's own connection.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use siplab_sip::{Contact, ContactParams, HeaderName, Message, SipUri, Uri};
+use siplab_transport::FlowToken;
+use tokio::time::Instant;
+
+use crate::policy::{Forward, NextHop, Reply};
+
+/// The bounds a registrar puts on Expires.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpiryBounds {
+    pub min: u32,
+    pub max: u32,
+    pub default: u32,
+}
+
+impl Default for ExpiryBounds {
+    fn default() -> Self {
+        ExpiryBounds {
+            min: 60,
+            max: 7200,
+            default: 3600,
+        }
+    }
+}
+
+/// One contact of an AOR.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub contact: SipUri,
+    /// `+sip.instance` and `reg-id` (RFC 5626): the same device registering again replaces
+    /// its binding instead of adding one.
+    pub instance: Option<String>,
+    pub reg_id: Option<u32>,
+    /// The connection the REGISTER arrived on.
+    pub flow: FlowToken,
+    /// The Path the REGISTER carried (edges between the user and here), top first.
+    pub path: Vec<String>,
+    pub expires_at: Instant,
+    pub call_id: String,
+    pub cseq: u32,
+}
+
+impl Binding {
+    fn same_device(&self, other: &Binding) -> bool {
+        match (&self.instance, &other.instance) {
+            (Some(a), Some(b)) => a == b && self.reg_id == other.reg_id,
+            _ => self.contact == other.contact,
+        }
+    }
+
+    /// How a request reaches this binding: through the Path when there is one (the first
+    /// Path entry is the next hop), else straight down the flow.
+    pub fn forward(&self) -> Forward {
+        let next_hop = match self
+            .path
+            .first()
+            .and_then(|p| siplab_sip::NameAddr::parse(p.as_bytes()).ok())
+        {
+            Some(first) => match first.uri {
+                Uri::Sip(u) => NextHop::Uri(u),
+                Uri::Other(_) => NextHop::Flow(self.flow.clone()),
+            },
+            None => NextHop::Flow(self.flow.clone()),
+        };
+        let mut f = Forward::to(next_hop);
+        f.request_uri = Some(Uri::Sip(self.contact.clone()));
+        f.routes = self.path.clone();
+        f
+    }
+}
+
+/// The location service: AOR -> bindings.
+#[derive(Debug, Default)]
+pub struct Location {
+    bindings: Mutex<HashMap<String, Vec<Binding>>>,
+    bounds: ExpiryBounds,
+}
+
+impl Location {
+    pub fn new(bounds: ExpiryBounds) -> Location {
+        Location {
+            bindings: Mutex::new(HashMap::new()),
+            bounds,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Binding>>> {
+        self.bindings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a REGISTER for `aor` (already authorised) that arrived on `flow`, and returns
+    /// the response: 200 with the current bindings, 423 for a too brief interval, 400 for a
+    /// malformed one (RFC 3261 section 10.3).
+    pub fn register(&self, req: &Message, aor: &str, flow: &FlowToken) -> Message {
+        match self.apply(req, aor, flow) {
+            Ok(current) => {
+                let mut resp = Message::response_to(req, 200, "OK");
+                let now = Instant::now();
+                for b in &current {
+                    let mut value = format!(
+                        "<{}>;expires={}",
+                        b.contact,
+                        b.expires_at.saturating_duration_since(now).as_secs()
+                    );
+                    if let Some(i) = &b.instance {
+                        value.push_str(&format!(";+sip.instance={i}"));
+                    }
+                    if let Some(r) = b.reg_id {
+                        value.push_str(&format!(";reg-id={r}"));
+                    }
+                    resp.headers.push(HeaderName::Contact, value);
+                }
+                for h in req.headers.get_all(&HeaderName::Path) {
+                    resp.headers.push(HeaderName::Path, h.value.clone());
+                }
+                resp.headers.push(HeaderName::Supported, "path, outbound");
+                resp
+            }
+            Err(reply) => crate::core::reply_message(req, &reply),
+        }
+    }
+
+    fn apply(&self, req: &Message, aor: &str, flow: &FlowToken) -> Result<Vec<Binding>, Reply> {
+        let bad = |e: siplab_sip::ParseError| Reply::because(400, e.to_string());
+        let contacts = req.contacts().map_err(bad)?;
+        let header_expires = req.expires().map_err(bad)?;
+        let call_id = String::from_utf8_lossy(req.call_id().map_err(bad)?).into_owned();
+        let cseq = req.cseq().map_err(bad)?.seq;
+        let path: Vec<String> = req
+            .headers
+            .elements(&HeaderName::Path)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        let now = Instant::now();
+        let mut table = self.lock();
+        let existing = table.entry(aor.to_owned()).or_default();
+        existing.retain(|b| b.expires_at > now);
+
+        if contacts.contains(&Contact::Star) {
+            // `*` removes every binding, and only with Expires: 0 and nothing else.
+            if contacts.len() != 1 || header_expires != Some(0) {
+                return Err(Reply::because(
+                    400,
+                    "Contact: * needs Expires: 0 and no other contact",
+                ));
+            }
+            existing.clear();
+            return Ok(Vec::new());
+        }
+        let mut updates = Vec::with_capacity(contacts.len());
+        for c in contacts {
+            let Contact::Addr(addr) = c else { continue };
+            let Uri::Sip(contact) = addr.uri.clone() else {
+                return Err(Reply::because(400, "a contact must be a SIP URI"));
+            };
+            let expires = addr
+                .expires()
+                .or(header_expires)
+                .unwrap_or(self.bounds.default);
+            if expires != 0 && expires < self.bounds.min {
+                return Err(Reply::because(
+                    423,
+                    format!("expires {expires} is below {}", self.bounds.min),
+                )
+                .with(HeaderName::MinExpires, self.bounds.min.to_string()));
+            }
+            updates.push((
+                Binding {
+                    contact,
+                    instance: addr.instance().map(str::to_owned),
+                    reg_id: addr.reg_id(),
+                    flow: flow.clone(),
+                    path: path.clone(),
+                    expires_at: now + Duration::from_secs(expires.min(self.bounds.max).into()),
+                    call_id: call_id.clone(),
+                    cseq,
+                },
+                expires == 0,
+            ));
+        }
+        for (binding, remove) in updates {
+            match existing.iter().position(|b| b.same_device(&binding)) {
+                // A refresh from the same Call-ID must carry a higher CSeq (section 10.3 step 7).
+                Some(i)
+                    if existing[i].call_id == binding.call_id
+                        && existing[i].cseq >= binding.cseq =>
+                {
+                    return Err(Reply::because(
+                        400,
+                        "CSeq not above the previous REGISTER's",
+                    ));
+                }
+                Some(i) if remove => {
+                    existing.remove(i);
+                }
+                Some(i) => existing[i] = binding,
+                None if remove => {}
+                None => existing.push(binding),
+            }
+        }
+        let current = existing.clone();
+        if existing.is_empty() {
+            table.remove(aor);
+        }
+        Ok(current)
+    }
+
+    /// The binding to deliver to: the most recent live one. (siplab delivers to one device
+    /// per user; forking to several is not part of the lab's paths.)
+    pub fn lookup(&self, aor: &str) -> Option<Binding> {
+        let now = Instant::now();
+        self.lock()
+            .get(aor)?
+            .iter()
+            .filter(|b| b.expires_at > now)
+            .max_by_key(|b| b.expires_at)
+            .cloned()
+    }
+
+    /// The binding whose contact is this URI: an in-dialog request's remote target.
+    pub fn by_contact(&self, uri: &SipUri) -> Option<Binding> {
+        let now = Instant::now();
+        let aor = uri.aor();
+        let table = self.lock();
+        let found = |list: &Vec<Binding>| {
+            list.iter()
+                .find(|b| b.expires_at > now && b.contact == *uri)
+                .cloned()
+        };
+        // Clients register their contact under their own AOR's user part, usually.
+        table
+            .get(&aor)
+            .and_then(found)
+            .or_else(|| table.values().find_map(found))
+    }
+
+    /// Forgets every binding tied to a flow that closed: requests could not reach it.
+    pub fn remove_flow(&self, flow: &FlowToken) {
+        let mut table = self.lock();
+        table.retain(|_, list| {
+            list.retain(|b| b.flow != *flow || !b.path.is_empty());
+            !list.is_empty()
+        });
+    }
+
+    /// Drops expired bindings; returns how many remain.
+    pub fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let mut table = self.lock();
+        table.retain(|_, list| {
+            list.retain(|b| b.expires_at > now);
+            !list.is_empty()
+        });
+        table.values().map(Vec::len).sum()
+    }
+}
