@@ -1,0 +1,193 @@
+//! The transport over real sockets: mutual TLS required, identities handed up, flows,
+//! keep-alive pongs, and bad input answered without harming the connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustls::pki_types::ServerName;
+use siplab_pki::{LabCa, NodeIdentity, UserIdentity};
+use siplab_transport::{Destination, Event, Limits, TlsConfig, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::Receiver;
+
+const OPTIONS: &str = "OPTIONS sip:srv.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.8.0.2:5555;branch=z9hG4bK1\r\nFrom: <sip:alice@contoso.test>;tag=1\r\nTo: <sip:srv.test>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+
+struct Setup {
+    ca: LabCa,
+    server: Transport,
+    server_events: Receiver<Event>,
+    addr: SocketAddr,
+}
+
+async fn server(octet: u8) -> Setup {
+    let ca = LabCa::generate().unwrap();
+    let ip = format!("127.8.{octet}.1").parse().unwrap();
+    let id = NodeIdentity {
+        name: "srv".into(),
+        dns_names: vec!["srv.test".into()],
+        ips: vec![ip],
+    };
+    let cert = ca.issue_node(&id).unwrap();
+    let tls = TlsConfig::from_pem(
+        ca.cert_pem().as_bytes(),
+        cert.cert_pem.as_bytes(),
+        cert.key_pem.as_bytes(),
+    )
+    .unwrap();
+    let (server, server_events) = Transport::new(Limits::default());
+    server.add_interface("srv", ip, tls);
+    let addr = server.listen("srv", SocketAddr::new(ip, 0)).await.unwrap();
+    Setup {
+        ca,
+        server,
+        server_events,
+        addr,
+    }
+}
+
+fn user_tls(ca: &LabCa, aor: &str) -> TlsConfig {
+    let c = ca.issue_user(&UserIdentity { aor: aor.into() }).unwrap();
+    TlsConfig::from_pem(
+        ca.cert_pem().as_bytes(),
+        c.cert_pem.as_bytes(),
+        c.key_pem.as_bytes(),
+    )
+    .unwrap()
+}
+
+async fn next_message(
+    rx: &mut Receiver<Event>,
+) -> Option<(siplab_sip::Message, Arc<siplab_transport::ConnInfo>)> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .ok()??
+        {
+            Event::Message { msg, conn } => return Some((msg, conn)),
+            Event::Closed { .. } => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn mutual_tls_hands_up_the_peer_identity_and_answers_down_the_flow() {
+    let mut s = server(1).await;
+    let (client, mut client_events) = Transport::new(Limits::default());
+    client.add_interface(
+        "alice",
+        "127.8.1.2".parse().unwrap(),
+        user_tls(&s.ca, "alice@contoso.test"),
+    );
+    let dest = Destination::Peer {
+        interface: "alice".into(),
+        addr: s.addr,
+        server_name: "srv.test".into(),
+    };
+    client
+        .send(&dest, Bytes::from_static(OPTIONS.as_bytes()))
+        .await
+        .unwrap();
+
+    let (msg, conn) = next_message(&mut s.server_events)
+        .await
+        .expect("server got the OPTIONS");
+    assert_eq!(conn.identity.sip_aor(), Some("alice@contoso.test"));
+    assert!(conn.inbound);
+    assert_eq!(conn.peer.ip().to_string(), "127.8.1.2");
+    let resp = siplab_sip::Message::response_to(&msg, 200, "OK");
+    s.server
+        .send(&Destination::Flow(conn.flow.clone()), resp.to_bytes())
+        .await
+        .unwrap();
+
+    let (back, cconn) = next_message(&mut client_events)
+        .await
+        .expect("client got the answer");
+    assert_eq!(back.status(), Some(200));
+    assert!(cconn.identity.names_host("srv.test"));
+    // The second send reuses the connection.
+    client
+        .send(&dest, Bytes::from_static(OPTIONS.as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(client.connection_count(), 1);
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_refused() {
+    let mut s = server(2).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(s.ca.cert_pem().as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    // With TLS 1.3 the client may think the handshake is done; the server refuses it anyway.
+    if let Ok(mut tls) = connector
+        .connect(ServerName::try_from("srv.test").unwrap(), tcp)
+        .await
+    {
+        let _ = tls.write_all(OPTIONS.as_bytes()).await;
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+            .await
+            .expect("refused in time");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "no SIP answer to an unauthenticated client"
+        );
+    }
+    let got = tokio::time::timeout(Duration::from_millis(300), s.server_events.recv()).await;
+    assert!(got.is_err(), "nothing reached the layer above");
+}
+
+use rustls::pki_types::pem::PemObject;
+
+#[tokio::test]
+async fn pings_get_pongs_and_bad_requests_get_400_without_closing() {
+    let s = server(3).await;
+    let tls = user_tls(&s.ca, "adam@contoso.test");
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let mut conn = tokio_rustls::TlsConnector::from(tls.client)
+        .connect(ServerName::try_from("srv.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    conn.write_all(b"\r\n\r\n").await.unwrap();
+    let mut pong = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut pong))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&pong, b"\r\n");
+
+    let bad = "INVITE sip:x@srv.test SIP/7.0\r\nVia: SIP/2.0/TLS 127.8.3.2:1;branch=z9hG4bKbad\r\nCall-ID: bad\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    conn.write_all(bad.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        text.starts_with("SIP/2.0 505 Version Not Supported\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("Warning: 399 siplab"), "{text}");
+    // The connection still carries the next message.
+    conn.write_all(b"\r\n\r\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut pong))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&pong, b"\r\n");
+}
