@@ -8,7 +8,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use siplab_sip::{Frame, Limits, Message, StreamDecoder};
+use siplab_sip::{Frame, HeaderName, Limits, Message, StreamDecoder};
 
 fuzz_target!(|data: &[u8]| {
     let [seed, lh, lb, stream @ ..] = data else {
@@ -55,12 +55,32 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// A message that came off the stream validates (or not) without panicking, serializes,
-/// and its serialization parses back to itself.
+/// and its serialization parses back to itself; what a proxy makes of it parses too.
 fn check(m: &Message) {
     let valid = m.validate().is_ok();
-    let _ = (m.vias(), m.top_via(), m.contacts(), m.max_forwards(), m.expires());
+    let _ = (
+        m.vias(),
+        m.top_via(),
+        m.contacts(),
+        m.max_forwards(),
+        m.expires(),
+    );
     let out = m.to_bytes();
     let again = Message::parse(out.clone()).expect("a serialized message parses");
     assert_eq!(again.to_bytes(), out, "re-serialization differs");
     assert_eq!(again.validate().is_ok(), valid, "validity changed");
+
+    let mut fwd = m.clone();
+    let _ = fwd.headers.remove_first_value(&HeaderName::Via);
+    fwd.headers
+        .push_front(HeaderName::Via, "SIP/2.0/TLS 192.0.2.1;branch=z9hG4bKf");
+    if let Ok(Some(n)) = m.max_forwards() {
+        fwd.headers
+            .set(HeaderName::MaxForwards, n.saturating_sub(1).to_string());
+    }
+    Message::parse(fwd.to_bytes()).expect("a forwarded message parses");
+    if m.is_request() {
+        let r = Message::response_to(m, 400, "Bad Request");
+        Message::parse(r.to_bytes()).expect("a response parses");
+    }
 }

@@ -1,12 +1,13 @@
-//! The edge (E1, E2): a proxy with an internal interface towards its front end and an
-//! external one for clients on the internet and for federation.
+//! The edges: a company's on-premises edge (E1, E2) and the cloud edge (CE). Each has an
+//! internal interface towards its inside (the front end, the cloud pool) and an external
+//! one for clients on the internet (443) and for federation (5061).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use siplab_proxy::{Decision, Forward, Inbound, NextHop, Policy, Reply};
 use siplab_sip::{HeaderName, Host, Method, SipUri};
-use siplab_topology::Lab;
+use siplab_topology::{Lab, Role};
 use siplab_transport::ConnInfo;
 
 use crate::resolve::LabResolver;
@@ -14,51 +15,127 @@ use crate::resolve::LabResolver;
 pub struct Edge {
     lab: Lab,
     node: String,
-    /// The front end every client request goes to (its home server).
-    frontend: SipUri,
+    /// The cloud edge trusts a company's on-prem edge for its tenant's users (hybrid).
+    cloud: bool,
+    /// Where clients and accepted federation go: the front end, or the cloud pool.
+    inside: SipUri,
+    /// The inside node's certificate names: requests from it go out.
+    inside_names: Vec<String>,
+    /// An on-prem edge's SIP domain and the hosting provider that serves its cloud users.
+    domain: Option<String>,
+    hosting_provider: Option<String>,
     resolver: LabResolver,
 }
 
 impl Edge {
     pub fn new(lab: &Lab, node: &str) -> Option<Edge> {
         let n = lab.node(node)?;
-        let fe = n.frontend.as_ref()?;
-        let fe_if = lab.interfaces_of(fe.as_str()).next()?;
+        let inside = n.frontend.as_ref()?;
+        let inside_if = lab.interfaces_of(inside.as_str()).next()?;
         let internal = lab
             .interfaces_of(node)
-            .find(|i| i.network == fe_if.network)?;
+            .find(|i| i.network == inside_if.network)?;
+        let domain = n.domain.clone();
+        let hosting_provider = domain
+            .as_deref()
+            .and_then(|d| lab.domain(d))
+            .map(|d| d.hosting_provider.clone());
         Some(Edge {
-            frontend: SipUri::new(
+            cloud: n.role == Role::CloudEdge,
+            inside: SipUri::new(
                 None,
-                Host::Name(fe_if.fqdns.first()?.clone()),
-                fe_if.ports.sip,
+                Host::Name(inside_if.fqdns.first()?.clone()),
+                inside_if.ports.sip,
             ),
+            inside_names: inside_if.fqdns.clone(),
+            domain,
+            hosting_provider,
             resolver: LabResolver::new(lab.clone(), internal.ip()),
             node: node.to_owned(),
             lab: lab.clone(),
         })
     }
+
+    fn is_inside(&self, conn: &ConnInfo) -> bool {
+        self.inside_names
+            .iter()
+            .any(|n| conn.identity.names_host(n))
+    }
+
+    /// Section 7: a federated request is accepted when the peer's certificate names the
+    /// host that `_sipfederationtls._tcp` of the From domain points to, or the peer is the
+    /// configured hosting provider of that domain. The cloud edge also accepts a company's
+    /// on-prem edge carrying a request for one of its tenant's users (the hybrid partner of
+    /// the To domain, as in rows 13 and 17).
+    fn check_federation(&self, req: &Inbound<'_>) -> Result<(), String> {
+        let domain_of = |n: Result<siplab_sip::NameAddr, _>| {
+            n.ok().and_then(|a| a.sip_uri().map(|u| u.host.to_string()))
+        };
+        let from = domain_of(req.msg.from()).ok_or("no From domain")?;
+        let peer = &req.conn.identity;
+        let edge_of = |d: &str| self.resolver.federation(d).ok().map(|(host, _)| host);
+        if edge_of(&from).is_some_and(|h| peer.names_host(&h)) {
+            return Ok(());
+        }
+        if self
+            .lab
+            .domain(&from)
+            .is_some_and(|d| peer.names_host(&d.hosting_provider))
+        {
+            return Ok(());
+        }
+        if self.cloud
+            && let Some(to) = domain_of(req.msg.to())
+            && self.lab.domain(&to).is_some()
+            && edge_of(&to).is_some_and(|h| peer.names_host(&h))
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "{} is neither the federation edge nor the hosting provider of {from}",
+            peer.describe()
+        ))
+    }
+
+    /// Out to another domain's edge or the hosting provider, with it as a pre-loaded Route
+    /// (RFC 3261 8.1.2), and without identities asserted inside (RFC 3325 section 5).
+    fn outward(&self, host: String, port: u16) -> Decision {
+        let target = SipUri::new(None, Host::Name(host), Some(port));
+        let mut f = Forward::to(NextHop::Uri(target.clone()));
+        f.routes.push(format!("<{target};transport=tls;lr>"));
+        f.remove.push(HeaderName::PAssertedIdentity);
+        Decision::forward(f)
+    }
 }
 
 impl Policy for Edge {
-    fn route(&self, req: &Inbound<'_>) -> Decision {
-        // Loose routing: a client's in-dialog request goes on along its route set.
+    async fn route(&self, req: &Inbound<'_>) -> Decision {
+        let from_client = req.from_client();
+        let from_inside = !from_client && self.is_inside(req.conn);
+        // Anything from another server outside is checked before it may go anywhere.
+        if !from_client
+            && !from_inside
+            && let Err(why) = self.check_federation(req)
+        {
+            return Decision::Reply(Reply::because(403, why));
+        }
+        // Loose routing: the request goes on along its route set.
         if let Some(next) = &req.next_route {
             return Decision::to(NextHop::Uri(next.clone()));
         }
-        // Our Path or Record-Route named the client's flow: down that very connection.
+        // Our Path or Record-Route named a client's flow: down that very connection.
         if let Some(flow) = &req.route_flow {
             return Decision::to(NextHop::Flow(flow.clone()));
         }
         let Some(ruri) = req.request_uri() else {
             return Decision::Reply(Reply::new(400));
         };
-        if ruri.user.is_none()
-            && self
-                .lab
+        let is_own = |h: &Host| {
+            self.lab
                 .interfaces_of(&self.node)
-                .any(|i| i.fqdns.iter().any(|f| Host::Name(f.clone()) == ruri.host))
-        {
+                .any(|i| i.fqdns.iter().any(|f| Host::Name(f.clone()) == *h))
+        };
+        if ruri.user.is_none() && is_own(&ruri.host) {
             return match req.msg.method() {
                 Some(Method::Options) => Decision::Local,
                 _ => Decision::Reply(Reply::because(404, "this is the edge, not a user")),
@@ -67,13 +144,33 @@ impl Policy for Edge {
         // A client signed in through us: to its home server, with the identity its
         // certificate proves, and for a REGISTER our Path with its flow token.
         if let Some(aor) = req.conn.identity.sip_aor() {
-            let mut f = Forward::to(NextHop::Uri(self.frontend.clone()));
+            let mut f = Forward::to(NextHop::Uri(self.inside.clone()));
             f.set
                 .push((HeaderName::PAssertedIdentity, format!("<sip:{aor}>")));
             f.add_path = req.msg.method() == Some(Method::Register);
             return Decision::forward(f);
         }
-        Decision::Reply(Reply::because(404, format!("no route to {ruri}")))
+        if !from_inside {
+            // Accepted federation: to the inside, which knows its users.
+            let mut f = Forward::to(NextHop::Uri(self.inside.clone()));
+            f.remove.push(HeaderName::PAssertedIdentity);
+            return Decision::forward(f);
+        }
+        // From the inside, out: the company's own users that reach the edge are hosted in
+        // the cloud (shared address space); other domains are federation.
+        let domain = ruri.host.to_string();
+        if self.domain.as_deref() == Some(domain.as_str())
+            && let Some(hp) = &self.hosting_provider
+        {
+            return self.outward(hp.clone(), 5061);
+        }
+        match self.resolver.federation(&domain) {
+            Ok((host, port)) => self.outward(host, port),
+            Err(e) => Decision::Reply(Reply::because(
+                404,
+                format!("no federation route to {domain}: {e}"),
+            )),
+        }
     }
 
     fn trusts_assertion(&self, _conn: &ConnInfo) -> bool {

@@ -52,7 +52,7 @@ impl FrontEnd {
 }
 
 impl Policy for FrontEnd {
-    fn route(&self, req: &Inbound<'_>) -> Decision {
+    async fn route(&self, req: &Inbound<'_>) -> Decision {
         // Loose routing: a Route after ours says where the dialog goes.
         if let Some(next) = &req.next_route {
             return Decision::to(NextHop::Uri(next.clone()));

@@ -5,6 +5,8 @@
 //! reference gives its reasons: [`frontend::FrontEnd`], [`edge::Edge`].
 
 mod certs;
+mod client;
+mod cloudpool;
 mod edge;
 mod frontend;
 mod resolve;
@@ -12,6 +14,8 @@ mod server;
 mod start;
 
 pub use certs::Certs;
+pub use client::client_config;
+pub use cloudpool::CloudPool;
 pub use edge::Edge;
 pub use frontend::FrontEnd;
 pub use resolve::LabResolver;
@@ -27,6 +31,8 @@ pub enum NodeError {
     Role { node: String, role: String },
     #[error("certificate for {who}: {reason}")]
     Certificate { who: String, reason: String },
+    #[error("client {aor}: {what}")]
+    Client { aor: String, what: String },
     #[error("topology: {0}")]
     Topology(String),
     #[error(transparent)]

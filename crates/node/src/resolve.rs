@@ -45,3 +45,19 @@ impl LabResolver {
         Ok(SocketAddr::new(iface.ip(), port))
     }
 }
+
+impl LabResolver {
+    /// `_sipfederationtls._tcp.<domain>`: the host and port of a domain's federation edge.
+    pub fn federation(&self, domain: &str) -> Result<(String, u16), String> {
+        let name = format!("_sipfederationtls._tcp.{domain}");
+        self.lab
+            .view_for(self.source)
+            .and_then(|v| {
+                v.lookup(&name).find_map(|r| match &r.data {
+                    RecordData::Srv { port, target, .. } => Some((target.clone(), *port)),
+                    _ => None,
+                })
+            })
+            .ok_or_else(|| format!("{name} does not resolve"))
+    }
+}

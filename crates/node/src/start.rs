@@ -4,18 +4,20 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use siplab_proxy::{OwnInterface, Proxy, ProxyConfig};
+use siplab_proxy::{Location, OwnInterface, Policy, Proxy, ProxyConfig};
 use siplab_topology::{Lab, Role};
 use siplab_transport::{Limits, Transport};
 use tracing::info;
 
-use crate::{Certs, Edge, FrontEnd, NodeError};
+use crate::{Certs, CloudPool, Edge, FrontEnd, NodeError};
 
 /// A node that runs: what it listens on, its transport (to count or close connections).
 pub struct RunningNode {
     pub name: String,
     pub listening: Vec<(String, SocketAddr)>,
     pub transport: Transport,
+    /// The bindings of a registrar node.
+    pub location: Arc<Location>,
 }
 
 impl RunningNode {
@@ -70,21 +72,48 @@ pub async fn start_node(
         node: name.to_owned(),
         role: node.role.to_string(),
     };
-    match node.role {
-        Role::Frontend => {
-            let policy = FrontEnd::new(lab, name).ok_or_else(role_err)?;
-            Proxy::new(policy, transport.clone(), own, config).spawn(events);
-        }
-        Role::Edge => {
-            let policy = Edge::new(lab, name).ok_or_else(role_err)?;
-            Proxy::new(policy, transport.clone(), own, config).spawn(events);
-        }
-        _ => return Err(role_err()),
-    }
+    let location = match node.role {
+        Role::Frontend => run(
+            FrontEnd::new(lab, name).ok_or_else(role_err)?,
+            &transport,
+            own,
+            config,
+            events,
+        ),
+        Role::Edge | Role::CloudEdge => run(
+            Edge::new(lab, name).ok_or_else(role_err)?,
+            &transport,
+            own,
+            config,
+            events,
+        ),
+        Role::CloudPool => run(
+            CloudPool::new(lab, name).ok_or_else(role_err)?,
+            &transport,
+            own,
+            config,
+            events,
+        ),
+        Role::Dns => return Err(role_err()),
+    };
     info!(node = name, role = %node.role, ?listening, "node up");
     Ok(RunningNode {
         name: name.to_owned(),
         listening,
         transport,
+        location,
     })
+}
+
+/// Starts the proxy core with a role's policy; returns its location service.
+fn run<P: Policy>(
+    policy: P,
+    transport: &Transport,
+    own: Vec<OwnInterface>,
+    config: ProxyConfig,
+    events: tokio::sync::mpsc::Receiver<siplab_transport::Event>,
+) -> Arc<Location> {
+    let proxy = Proxy::new(policy, transport.clone(), own, config);
+    proxy.spawn(events);
+    proxy.location().clone()
 }

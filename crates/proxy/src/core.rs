@@ -85,7 +85,7 @@ pub struct Proxy<P: Policy> {
     policy: P,
     transport: Transport,
     own: Vec<OwnInterface>,
-    location: Location,
+    location: Arc<Location>,
     config: ProxyConfig,
     servers: Mutex<HashMap<String, ServerTxn>>,
     clients: Mutex<HashMap<String, ClientTxn>>,
@@ -107,7 +107,7 @@ impl<P: Policy> Proxy<P> {
             policy,
             transport,
             own,
-            location: Location::new(config.expiry),
+            location: Arc::new(Location::new(config.expiry)),
             config,
             servers: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
@@ -115,7 +115,8 @@ impl<P: Policy> Proxy<P> {
         })
     }
 
-    pub fn location(&self) -> &Location {
+    /// The location service (shared, so the node's owner can look at the bindings).
+    pub fn location(&self) -> &Arc<Location> {
         &self.location
     }
 
@@ -285,16 +286,14 @@ impl<P: Policy> Proxy<P> {
                 .await;
         }
         let (route_flow, next_route) = self.preprocess_routes(&mut msg, &conn);
-        let decision = {
-            let inbound = Inbound {
-                msg: &msg,
-                conn: &conn,
-                route_flow,
-                next_route,
-                location: &self.location,
-            };
-            self.policy.route(&inbound)
+        let inbound = Inbound {
+            msg: &msg,
+            conn: &conn,
+            route_flow,
+            next_route,
+            location: &self.location,
         };
+        let decision = self.policy.route(&inbound).await;
         debug!(?decision, "decided");
         if method == Method::Ack {
             if let Decision::Forward(f) = decision {

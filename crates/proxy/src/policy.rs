@@ -134,8 +134,9 @@ impl Decision {
 
 /// A role: its routing function and how it reaches the hosts it names.
 pub trait Policy: Send + Sync + 'static {
-    /// Decides what happens to a request, in the order the spec gives its reasons.
-    fn route(&self, req: &Inbound<'_>) -> Decision;
+    /// Decides what happens to a request, in the order the spec gives its reasons. It may
+    /// look things up (DNS) before it decides.
+    fn route(&self, req: &Inbound<'_>) -> impl Future<Output = Decision> + Send;
 
     /// Whether this peer may assert an identity (P-Asserted-Identity) for a REGISTER: the
     /// node's own edge.

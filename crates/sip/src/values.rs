@@ -214,6 +214,16 @@ impl ContactParams for NameAddr {
     }
 }
 
+/// A random number for tags, branches and tokens, from the standard library's randomly
+/// keyed hasher (no extra crate; unpredictable enough for a lab, unique per call).
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    h.write_u128(now.map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,14 +268,4 @@ mod tests {
         assert!(parse_number(b"300", 255).is_err());
         assert!(parse_number(b"", 255).is_err());
     }
-}
-
-/// A random number for tags, branches and tokens, from the standard library's randomly
-/// keyed hasher (no extra crate; unpredictable enough for a lab, unique per call).
-pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    h.write_u128(now.map_or(0, |d| d.as_nanos()));
-    h.finish()
 }

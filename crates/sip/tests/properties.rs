@@ -21,7 +21,7 @@ use siplab_sip::{
 };
 
 /// Wire bytes, shown as text when a case fails.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 struct Wire(Vec<u8>);
 
 impl fmt::Debug for Wire {
@@ -747,7 +747,7 @@ proptest! {
         if let Err(e) = parsed.validate() {
             return Err(TestCaseError::fail(format!("validate: {e}")));
         }
-        prop_assert_eq!(Wire(parsed.to_bytes().to_vec()).0, m.0);
+        prop_assert_eq!(Wire(parsed.to_bytes().to_vec()), m);
         poke(&parsed);
     }
 
@@ -779,7 +779,7 @@ proptest! {
         prop_assert_eq!(frames.len() - messages.len(), usize::from(ping));
         prop_assert_eq!(messages.len(), 2);
         for got in messages {
-            prop_assert_eq!(&got.to_bytes()[..], &m.0[..]);
+            prop_assert_eq!(&Wire(got.to_bytes().to_vec()), &m);
             if let Err(e) = got.validate() {
                 return Err(TestCaseError::fail(format!("validate: {e}")));
             }

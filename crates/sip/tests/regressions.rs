@@ -80,3 +80,32 @@ fn decode_after_header_section_too_large_does_not_panic() {
     buf.extend_from_slice(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n");
     assert!(matches!(d.decode(&mut buf), Some(Frame::Message(_))));
 }
+
+/// proptest, damaged_messages_never_panic: a Via line whose CR was dropped before the next
+/// header. Lines end at CRLF for the header parser but at LF for the Content-Length search,
+/// so the message was framed by a Content-Length that no header held, the line left byte
+/// for byte with the hidden header in it, and a response copying that Via (and adding its
+/// own Content-Length) carried two. A bare CR or LF in a header line is now refused.
+#[test]
+fn bare_lf_cannot_hide_a_header() {
+    let hidden = b"MESSAGE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/TLS a.example.com;branch=z9hG4bK1\nContent-Length: 5\r\nFrom: <sip:alice@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\n\r\nhello";
+    let err = Message::parse(bytes::Bytes::from_static(hidden)).unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert_eq!(
+        err.to_string(),
+        "header section: bare CR or LF in a header line (at byte 83)"
+    );
+    // A stream frames it by that Content-Length, refuses it, and goes on.
+    let mut d = StreamDecoder::new(Limits::default());
+    let mut buf = BytesMut::from(&hidden[..]);
+    assert!(matches!(
+        d.decode(&mut buf),
+        Some(Frame::Invalid { error, .. }) if !error.breaks_stream()
+    ));
+    assert!(buf.is_empty());
+    // A lone CR is refused the same way; a folded line is not.
+    let cr = b"OPTIONS sip:a@b SIP/2.0\r\nX-A: 1\r2\r\nl: 0\r\n\r\n";
+    assert!(Message::parse(bytes::Bytes::from_static(cr)).is_err());
+    let folded = b"OPTIONS sip:a@b SIP/2.0\r\nX-A: 1\r\n 2\r\nl: 0\r\n\r\n";
+    assert!(Message::parse(bytes::Bytes::from_static(folded)).is_ok());
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use siplab_sip::{Frame, Message, StreamDecoder, random_u64};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -67,6 +67,8 @@ pub struct ConnInfo {
 pub(crate) struct Conn {
     pub(crate) info: Arc<ConnInfo>,
     pub(crate) tx: mpsc::Sender<Bytes>,
+    /// Tells the reader to stop; the writer then flushes, says close_notify and ends.
+    pub(crate) close: Arc<Notify>,
 }
 
 /// Drains the queue: takes what is waiting, up to 64 KiB, and writes it as one buffer.
@@ -99,6 +101,7 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
     mut r: R,
     info: Arc<ConnInfo>,
     tx: mpsc::Sender<Bytes>,
+    close: Arc<Notify>,
     inner: Arc<Inner>,
     limits: Limits,
 ) {
@@ -111,7 +114,10 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
             Some(t) => t + limits.message_read_timeout,
             None => Instant::now() + limits.idle_timeout,
         };
-        let read = tokio::time::timeout_at(deadline, r.read_buf(&mut buf)).await;
+        let read = tokio::select! {
+            r = tokio::time::timeout_at(deadline, r.read_buf(&mut buf)) => r,
+            _ = close.notified() => return debug!("closed by this node"),
+        };
         match read {
             Err(_) if partial_since.is_some() => {
                 warn!(

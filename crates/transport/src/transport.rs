@@ -230,7 +230,9 @@ impl Transport {
     /// Closes every connection (the node is going away); pending writes are flushed first.
     pub fn close_all(&self) {
         let mut table = lock(&self.inner.table);
-        table.conns.clear();
+        for (_, conn) in table.conns.drain() {
+            conn.close.notify_one();
+        }
         table.by_addr.clear();
     }
 
@@ -344,13 +346,13 @@ impl Inner {
             inbound,
         });
         let (tx, rx) = mpsc::channel(self.limits.write_queue);
-        lock(&self.table).conns.insert(
-            id,
-            Conn {
-                info: info.clone(),
-                tx: tx.clone(),
-            },
-        );
+        let close = Arc::new(tokio::sync::Notify::new());
+        let conn = Conn {
+            info: info.clone(),
+            tx: tx.clone(),
+            close: close.clone(),
+        };
+        lock(&self.table).conns.insert(id, conn);
         let span =
             info_span!("conn", id, iface = %info.interface, %peer, who = %info.identity.describe());
         let (r, w) = tokio::io::split(stream);
@@ -359,7 +361,7 @@ impl Inner {
         tokio::spawn(
             async move {
                 info!(inbound, "connection up");
-                connection::reader(r, info.clone(), tx, inner.clone(), inner.limits).await;
+                connection::reader(r, info.clone(), tx, close, inner.clone(), inner.limits).await;
                 inner.remove(&info);
                 drop(permit);
                 let _ = inner.events.send(Event::Closed { conn: info }).await;

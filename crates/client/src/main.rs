@@ -1,0 +1,255 @@
+//! `siplab-client`: one user's SIP client at one place of the lab. It binds the address of
+//! its placement (A1e, B1i, ...), signs in where the topology says (the front end from the
+//! LAN, the edge from the internet, wherever a redirect sends it), does what it is asked
+//! (a MESSAGE, an OPTIONS, a call), then stays signed in and answers until Ctrl-C or
+//! `--listen-for` ends. Each thing that happens is one JSON line on stdout; logs go to
+//! stderr (RUST_LOG).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use serde_json::{Value, json};
+use siplab_node::{Certs, LabResolver, client_config, init_tracing};
+use siplab_topology::{At, Lab};
+use siplab_ua::{Outcome, Received, Registration, SignIn, Ua, UaError};
+use tracing::info;
+
+#[derive(Parser)]
+#[command(
+    name = "siplab-client",
+    version,
+    about = "One user's SIP client in the lab"
+)]
+struct Cli {
+    /// The lab description (default: the built-in reference lab).
+    #[arg(long)]
+    topology: Option<PathBuf>,
+    /// Use the single-process (loopback) profile of this slot instead of the container one.
+    #[arg(long)]
+    slot: Option<u8>,
+    /// Where `siplab certs` wrote the certificates.
+    #[arg(long, default_value = "certs")]
+    certs: PathBuf,
+    /// The user (address of record), e.g. alice@contoso.test.
+    #[arg(long)]
+    user: String,
+    /// Where the client sits: on its company's LAN or on the internet.
+    #[arg(long, value_enum)]
+    at: Place,
+    /// Sign in here instead of where the topology says (HOST:PORT).
+    #[arg(long, requires = "server_name")]
+    server: Option<String>,
+    /// The name the server's certificate must carry (with --server).
+    #[arg(long, requires = "server")]
+    server_name: Option<String>,
+    /// Send a MESSAGE to this user.
+    #[arg(long)]
+    message_to: Option<String>,
+    /// The text of the MESSAGE.
+    #[arg(long, default_value = "hello", requires = "message_to")]
+    text: String,
+    /// Call this user (INVITE, ACK, then BYE once answered).
+    #[arg(long)]
+    call: Option<String>,
+    /// Send an OPTIONS to this URI or user.
+    #[arg(long)]
+    options: Option<String>,
+    /// Stop after this many seconds of listening (default: run until Ctrl-C).
+    #[arg(long)]
+    listen_for: Option<u64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Place {
+    Internal,
+    External,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    let lab = match &cli.topology {
+        Some(path) => Lab::load(path).with_context(|| format!("loading {}", path.display()))?,
+        None => Lab::reference().context("the built-in reference lab")?,
+    };
+    let lab = match cli.slot {
+        Some(slot) => lab.localized(slot),
+        None => lab,
+    };
+    let at = match cli.at {
+        Place::Internal => At::Internal,
+        Place::External => At::External,
+    };
+    let mut cfg = client_config(&lab, &Certs::Dir(cli.certs.clone()), &cli.user, at)?;
+    if let (Some(server), Some(name)) = (&cli.server, &cli.server_name) {
+        cfg.server = server_addr(&lab, cfg.bind_ip, server)?;
+        cfg.server_name = name.clone();
+    }
+    info!(user = %cli.user, bind = %cfg.bind_ip, server = %cfg.server, name = %cfg.server_name, "starting");
+    let ua = Ua::start(cfg)
+        .await
+        .with_context(|| format!("{} could not sign in", cli.user))?;
+    let mut current = ua.registration();
+    emit(&registered(&ua, ua.registered_via(), current.as_ref()));
+
+    let mut failed = false;
+    if let Some(to) = &cli.message_to {
+        failed |= report("MESSAGE", to, ua.send_message(to, &cli.text).await);
+    }
+    if let Some(uri) = &cli.options {
+        failed |= report("OPTIONS", uri, ua.options(uri).await);
+    }
+    if let Some(to) = &cli.call {
+        match ua.invite(to).await {
+            Ok(call) => {
+                failed |= report("INVITE", to, Ok(call.outcome().clone()));
+                if call.is_established() {
+                    failed |= report("BYE", to, call.bye().await);
+                }
+            }
+            Err(error) => failed |= report("INVITE", to, Err(error)),
+        }
+    }
+
+    let stop = async {
+        match cli.listen_for {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    tokio::pin!(stop);
+    // Requests are answered by the client whether or not this loop reads them; it prints
+    // them, and each new sign-in (after the flow died).
+    const POLL: Duration = Duration::from_secs(3600);
+    loop {
+        let signed_in_again = async {
+            match &current {
+                Some(reg) => ua.wait_reregistered(reg, POLL).await,
+                None => ua.wait_registered(POLL).await,
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => break,
+            got = ua.next_received(POLL) => if let Some(got) = got {
+                emit(&received(&lab, &got));
+            },
+            reg = signed_in_again => if let Ok(reg) = reg {
+                emit(&registered(&ua, ua.registered_via(), Some(&reg)));
+                current = Some(reg);
+            },
+        }
+    }
+    ua.shutdown().await;
+    if failed {
+        bail!("a request got no final response");
+    }
+    Ok(())
+}
+
+/// `HOST:PORT`, the host an address or a name the lab resolves from where the client sits.
+fn server_addr(lab: &Lab, source: IpAddr, text: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .with_context(|| format!("--server {text:?} is not HOST:PORT"))?;
+    let port = port
+        .parse()
+        .with_context(|| format!("--server {text:?}: bad port"))?;
+    LabResolver::new(lab.clone(), source)
+        .resolve(host, Some(port))
+        .map_err(|e| anyhow::anyhow!("--server {text:?}: {e}"))
+}
+
+/// One event, one line.
+fn emit(event: &Value) {
+    println!("{event}");
+}
+
+fn registered(ua: &Ua, sign_in: Option<SignIn>, reg: Option<&Registration>) -> Value {
+    let (servers, status, reason) = match sign_in {
+        Some(s) => (s.servers, s.status, s.reason),
+        None => (Vec::new(), None, String::new()),
+    };
+    let via_servers: Vec<Value> = servers
+        .iter()
+        .map(|s| json!({"name": s.name, "addr": s.addr.to_string(), "status": s.status}))
+        .collect();
+    json!({
+        "event": "registered",
+        "aor": ua.aor(),
+        "via_servers": via_servers,
+        "status": status,
+        "reason": reason,
+        "local": reg.map(|r| r.connection.local.to_string()),
+        "contact": reg.map(|r| r.contact.clone()),
+        "path": reg.map(|r| r.path.clone()).unwrap_or_default(),
+    })
+}
+
+/// Prints what a request got; true when it got no final response at all.
+fn report(method: &str, to: &str, result: Result<Outcome, UaError>) -> bool {
+    match result {
+        Ok(outcome) => {
+            emit(&json!({
+                "event": "response",
+                "method": method,
+                "to": to,
+                "status": outcome.status,
+                "reason": outcome.reason,
+                "provisional": outcome.provisional,
+            }));
+            false
+        }
+        Err(error) => {
+            emit(&json!({
+                "event": "error",
+                "method": method,
+                "to": to,
+                "error": error.to_string(),
+            }));
+            true
+        }
+    }
+}
+
+fn received(lab: &Lab, got: &Received) -> Value {
+    let via: Vec<Value> = got
+        .vias
+        .iter()
+        .map(|v| json!({"sent_by": v.sent_by, "name": name_of(lab, &v.host)}))
+        .collect();
+    json!({
+        "event": "received",
+        "method": got.method.as_str(),
+        "from": got.from,
+        "to": got.to,
+        "call_id": got.call_id,
+        "via": via,
+        "route": got.route,
+        "record_route": got.record_route,
+        "body": got.body,
+    })
+}
+
+/// What the lab calls a Via host: an interface (`E1x`) or a client placement (`A1e`).
+fn name_of(lab: &Lab, host: &str) -> Option<String> {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => lab
+            .interface_by_addr(ip)
+            .map(|i| i.name.to_string())
+            .or_else(|| lab.placement_by_addr(ip).map(|p| p.name.to_string())),
+        Err(_) => lab
+            .interfaces()
+            .iter()
+            .find(|i| i.fqdns.iter().any(|f| f.eq_ignore_ascii_case(host)))
+            .map(|i| i.name.to_string()),
+    }
+}

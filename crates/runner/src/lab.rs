@@ -1,0 +1,94 @@
+//! Starting every node of a lab in this process, and the clients of its users.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use siplab_node::{Certs, NodeError, RunningNode, client_config, start_node};
+use siplab_proxy::ProxyConfig;
+use siplab_topology::{At, Lab, Role};
+use siplab_ua::{Ua, UaError};
+use tokio::sync::Mutex;
+use tracing::info;
+
+/// How long a client may take to sign in (redirects included).
+pub const SIGN_IN: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("{aor} at {at:?}: {error}")]
+    Client { aor: String, at: At, error: UaError },
+}
+
+/// A running lab: its nodes, and one client per user, wherever that user last signed in.
+pub struct LabRun {
+    pub lab: Lab,
+    pub certs: Certs,
+    pub nodes: Vec<RunningNode>,
+    clients: Mutex<HashMap<String, (At, Arc<Ua>)>>,
+}
+
+impl LabRun {
+    /// Starts every SIP node of `lab` (front ends, edges, the cloud edge and pool).
+    pub async fn start(lab: Lab, certs: Certs) -> Result<LabRun, RunError> {
+        let mut nodes = Vec::new();
+        for node in lab.nodes() {
+            if node.role == Role::Dns {
+                continue;
+            }
+            nodes.push(start_node(&lab, node.name.as_str(), &certs, ProxyConfig::default()).await?);
+        }
+        info!(nodes = nodes.len(), "lab up");
+        Ok(LabRun {
+            lab,
+            certs,
+            nodes,
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn node(&self, name: &str) -> Option<&RunningNode> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Makes sure `aor` is signed in `at` its place: an existing client elsewhere signs out
+    /// first, so that its home server has exactly the binding of this place.
+    pub async fn place(&self, aor: &str, at: At) -> Result<(), RunError> {
+        let mut clients = self.clients.lock().await;
+        if clients.get(aor).is_some_and(|(a, _)| *a == at) {
+            return Ok(());
+        }
+        if let Some((_, old)) = clients.remove(aor)
+            && let Some(old) = Arc::into_inner(old)
+        {
+            old.shutdown().await;
+        }
+        let err = |error| RunError::Client {
+            aor: aor.to_owned(),
+            at,
+            error,
+        };
+        let cfg = client_config(&self.lab, &self.certs, aor, at)?;
+        let ua = Ua::start(cfg).await.map_err(err)?;
+        ua.wait_registered(SIGN_IN).await.map_err(err)?;
+        clients.insert(aor.to_owned(), (at, Arc::new(ua)));
+        Ok(())
+    }
+
+    /// The client of `aor`, placed before.
+    pub async fn client(&self, aor: &str) -> Option<Arc<Ua>> {
+        self.clients.lock().await.get(aor).map(|(_, ua)| ua.clone())
+    }
+
+    /// Signs every client out.
+    pub async fn sign_out_all(&self) {
+        let mut clients = self.clients.lock().await;
+        for (_, (_, ua)) in clients.drain() {
+            if let Some(ua) = Arc::into_inner(ua) {
+                ua.shutdown().await;
+            }
+        }
+    }
+}

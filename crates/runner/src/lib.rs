@@ -1,0 +1,11 @@
+//! The whole lab in one process: the DNS server and every node on their loopback
+//! addresses, the users' clients at the places the spec names, and the rows of the path
+//! table (section 5) sent, observed and compared with what the article says.
+
+mod chain;
+mod lab;
+mod scenario;
+
+pub use chain::{expected_vias, name_of};
+pub use lab::{LabRun, RunError};
+pub use scenario::{Outcome, Row, run_rows};

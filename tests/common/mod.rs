@@ -1,0 +1,167 @@
+//! A lab on loopback for one test: its own slot (so its own addresses), a CA made for it,
+//! the nodes it needs, and clients placed as the spec names them.
+
+#![allow(dead_code)] // each test file uses part of this
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use siplab_node::{Certs, RunningNode, client_config, start_node};
+use siplab_pki::LabCa;
+use siplab_proxy::ProxyConfig;
+use siplab_topology::{At, Hop, Lab};
+use siplab_ua::{Received, Ua, UaConfig, ViaHop};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestLab {
+    pub lab: Lab,
+    pub certs: Certs,
+    pub nodes: Vec<RunningNode>,
+}
+
+impl TestLab {
+    /// Starts `nodes` of the reference lab on the loopback addresses of `slot`.
+    pub async fn start(slot: u8, nodes: &[&str]) -> TestLab {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let lab = Lab::reference().expect("reference lab").localized(slot);
+        let certs = Certs::Authority(Arc::new(LabCa::generate().expect("lab CA")));
+        let mut running = Vec::new();
+        for n in nodes {
+            running.push(
+                start_node(&lab, n, &certs, ProxyConfig::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("{n}: {e}")),
+            );
+        }
+        TestLab {
+            lab,
+            certs,
+            nodes: running,
+        }
+    }
+
+    pub fn config(&self, aor: &str, at: At) -> UaConfig {
+        client_config(&self.lab, &self.certs, aor, at).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A client of `aor` at `at`, signed in.
+    pub async fn client(&self, aor: &str, at: At) -> Ua {
+        let ua = Ua::start(self.config(aor, at))
+            .await
+            .unwrap_or_else(|e| panic!("{aor}: {e}"));
+        ua.wait_registered(WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{aor} registered: {e}"));
+        ua
+    }
+
+    /// What a Via's sent-by host is in the spec's terms: an interface (R1, E1x) or a
+    /// client placement (A1e).
+    pub fn name_of(&self, host: &str) -> String {
+        let Ok(ip) = host.parse::<IpAddr>() else {
+            return host.to_owned();
+        };
+        if let Some(i) = self.lab.interface_by_addr(ip) {
+            return i.name.to_string();
+        }
+        match self.lab.placement_by_addr(ip) {
+            Some(p) => p.name.to_string(),
+            None => host.to_owned(),
+        }
+    }
+
+    /// The Via chain a receiver observed, top first, by name.
+    pub fn chain(&self, vias: &[ViaHop]) -> Vec<String> {
+        vias.iter().map(|v| self.name_of(&v.host)).collect()
+    }
+
+    /// The Via chain the reference says receiver of row `id` sees: the path without its
+    /// receiver, reversed; by name and by address (interface addresses; clients by placement).
+    pub fn expected_chain(&self, id: u32) -> Vec<String> {
+        let path = self
+            .lab
+            .paths()
+            .iter()
+            .find(|p| p.id == id)
+            .expect("path row");
+        let mut names: Vec<String> = path.hops[..path.hops.len() - 1]
+            .iter()
+            .map(|h| match h {
+                Hop::Client(p) => p.to_string(),
+                Hop::Interface(i) => i.to_string(),
+            })
+            .collect();
+        names.reverse();
+        names
+    }
+
+    /// Checks each Via's address is the lab's address of the name it was given.
+    pub fn assert_addresses(&self, vias: &[ViaHop]) {
+        for v in vias {
+            let name = self.name_of(&v.host);
+            let ip: IpAddr = v
+                .host
+                .parse()
+                .unwrap_or_else(|_| panic!("Via host {} is not an address", v.host));
+            match self.lab.interface(&name) {
+                Some(i) => assert_eq!(i.ip(), ip, "{name}"),
+                None => assert!(
+                    self.lab
+                        .placement(&name)
+                        .is_some_and(|p| p.addresses().any(|a| IpAddr::V4(a) == ip)),
+                    "{name} at {ip}"
+                ),
+            }
+        }
+    }
+}
+
+/// Waits for the next request `ua` receives.
+pub async fn received(ua: &Ua) -> Received {
+    ua.next_received(WAIT)
+        .await
+        .unwrap_or_else(|| panic!("{} received nothing", ua.aor()))
+}
+
+/// Sends one hand-written request as `aor`'s client at `at` would (its certificate, its
+/// address, its server) and returns the final response. `{ip}` in the text is replaced
+/// by the client's address.
+pub async fn exchange(lab: &TestLab, aor: &str, at: At, request: &str) -> siplab_sip::Message {
+    use siplab_transport::{Destination, Event, Limits, Transport};
+    let cfg = lab.config(aor, at);
+    let (transport, mut events) = Transport::new(Limits::default());
+    transport.add_interface("client", cfg.bind_ip, cfg.tls.clone());
+    let text = request.replace("{ip}", &cfg.bind_ip.to_string());
+    let dest = Destination::Peer {
+        interface: "client".into(),
+        addr: cfg.server,
+        server_name: cfg.server_name.clone(),
+    };
+    transport
+        .send(&dest, bytes::Bytes::from(text))
+        .await
+        .expect("sent");
+    loop {
+        match tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("answered in time")
+            .expect("transport alive")
+        {
+            Event::Message { msg, .. } if msg.status().is_some_and(|s| s >= 200) => return msg,
+            _ => continue,
+        }
+    }
+}
+
+/// The Warning text of a response, where siplab says why.
+pub fn warning(resp: &siplab_sip::Message) -> String {
+    resp.headers
+        .value(&siplab_sip::HeaderName::new("Warning"))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,225 @@
+//! The front end and edge of company 1 beyond the four paths: sign-in through the edge,
+//! the redirect of a cloud user, the answers a registrar and proxy owe, dialogs along the
+//! Record-Route path, and a client that loses its connection and signs in again.
+
+mod common;
+
+use common::{TestLab, WAIT, exchange, received, warning};
+use siplab_sip::{HeaderName, Method};
+use siplab_topology::At;
+
+#[tokio::test]
+async fn register_through_the_edge_stores_its_path_and_the_200_comes_back() {
+    let lab = TestLab::start(21, &["R1", "E1"]).await;
+    let alice = lab.client("alice@contoso.test", At::External).await;
+    let reg = alice.registration().expect("registered");
+    // The 200 came back to the client through E1 with E1's Path.
+    assert_eq!(reg.path.len(), 1, "{reg:?}");
+    assert!(
+        reg.path[0].contains("edge01-int.contoso.test"),
+        "{:?}",
+        reg.path
+    );
+    assert!(reg.path[0].contains(";lr") && reg.path[0].contains(";ob"));
+    // R1 stored the binding with that Path, its flow token naming alice's connection at E1.
+    let binding = lab.nodes[0]
+        .location
+        .lookup("alice@contoso.test")
+        .expect("binding at R1");
+    assert_eq!(binding.path, reg.path);
+    let token = binding.path[0]
+        .split('@')
+        .next()
+        .unwrap()
+        .trim_start_matches("<sip:");
+    assert!(
+        lab.nodes[1]
+            .transport
+            .flow(&siplab_transport::FlowToken::from_text(token))
+            .is_some(),
+        "the Path's flow token names a live flow at E1"
+    );
+}
+
+#[tokio::test]
+async fn a_cloud_user_is_redirected_to_the_cloud() {
+    let lab = TestLab::start(22, &["R1", "E1"]).await;
+    let register = "REGISTER sip:contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5070;branch=z9hG4bKb1i;rport\r\nMax-Forwards: 70\r\nFrom: <sip:bella@contoso.test>;tag=1\r\nTo: <sip:bella@contoso.test>\r\nCall-ID: b1i-301\r\nCSeq: 1 REGISTER\r\nContact: <sip:bella@{ip}:5070;transport=tls;ob>\r\nContent-Length: 0\r\n\r\n";
+    // B1i, on the LAN, straight at R1.
+    let resp = exchange(&lab, "bella@contoso.test", At::Internal, register).await;
+    assert_eq!(
+        resp.status(),
+        Some(301),
+        "{}",
+        String::from_utf8_lossy(&resp.to_bytes())
+    );
+    let contact = resp.contacts().unwrap();
+    assert_eq!(contact.len(), 1);
+    let expected = format!(
+        "sip:sipdir.online.lync.test:{};transport=tls",
+        lab.lab.interface("CEx").unwrap().ports.client.unwrap()
+    );
+    assert!(
+        matches!(&contact[0], siplab_sip::Contact::Addr(a) if a.uri.to_string() == expected),
+        "{contact:?}"
+    );
+    // B1e, from the internet: the 301 comes back through E1.
+    let resp = exchange(
+        &lab,
+        "ben@contoso.test",
+        At::External,
+        &register.replace("bella", "ben"),
+    )
+    .await;
+    assert_eq!(resp.status(), Some(301));
+}
+
+#[tokio::test]
+async fn unknown_users_get_404_and_absent_ones_480() {
+    let lab = TestLab::start(23, &["R1", "E1"]).await;
+    let alice = lab.client("alice@contoso.test", At::Internal).await;
+    let out = alice
+        .send_message("nobody@contoso.test", "hello?")
+        .await
+        .unwrap();
+    assert_eq!(out.status, 404, "{out:?}");
+    let out = alice
+        .send_message("adam@contoso.test", "are you there?")
+        .await
+        .unwrap();
+    assert_eq!(out.status, 480, "{out:?}");
+}
+
+#[tokio::test]
+async fn max_forwards_zero_gets_483() {
+    let lab = TestLab::start(24, &["R1", "E1"]).await;
+    let _adam = lab.client("adam@contoso.test", At::Internal).await;
+    let msg = "MESSAGE sip:adam@contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5071;branch=z9hG4bKmf0;rport\r\nMax-Forwards: 0\r\nFrom: <sip:alice@contoso.test>;tag=1\r\nTo: <sip:adam@contoso.test>\r\nCall-ID: mf0\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
+    let resp = exchange(&lab, "alice@contoso.test", At::Internal, msg).await;
+    assert_eq!(resp.status(), Some(483));
+    // Through the edge, the edge itself answers once Max-Forwards runs out.
+    let resp = exchange(&lab, "alice@contoso.test", At::External, msg).await;
+    assert_eq!(resp.status(), Some(483));
+}
+
+#[tokio::test]
+async fn a_register_for_someone_else_is_forbidden() {
+    let lab = TestLab::start(25, &["R1", "E1"]).await;
+    let register = "REGISTER sip:contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5072;branch=z9hG4bKsteal;rport\r\nMax-Forwards: 70\r\nFrom: <sip:adam@contoso.test>;tag=1\r\nTo: <sip:adam@contoso.test>\r\nCall-ID: steal\r\nCSeq: 1 REGISTER\r\nContact: <sip:adam@{ip}:5072;transport=tls>\r\nContent-Length: 0\r\n\r\n";
+    // alice's certificate, adam's AOR: directly at R1 and through E1 (which asserts alice).
+    for at in [At::Internal, At::External] {
+        let resp = exchange(&lab, "alice@contoso.test", at, register).await;
+        assert_eq!(resp.status(), Some(403), "{at:?}");
+        assert!(
+            warning(&resp).contains("alice@contoso.test"),
+            "{}",
+            warning(&resp)
+        );
+        assert!(lab.nodes[0].location.lookup("adam@contoso.test").is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_refused() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let lab = TestLab::start(26, &["R1"]).await;
+    let cfg = lab.config("alice@contoso.test", At::Internal);
+    let siplab_node::Certs::Authority(ca) = &lab.certs else {
+        unreachable!()
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.cert_pem().as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let no_cert = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(cfg.server).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(cfg.server_name.clone()).unwrap();
+    if let Ok(mut tls) = tokio_rustls::TlsConnector::from(Arc::new(no_cert))
+        .connect(name, tcp)
+        .await
+    {
+        let _ = tls
+            .write_all(b"OPTIONS sip:fe01.contoso.test SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+            .await;
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(WAIT, tls.read(&mut buf))
+            .await
+            .expect("refused in time");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "no SIP answer without a client certificate"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_invite_dialog_keeps_to_the_record_route_path() {
+    let lab = TestLab::start(27, &["R1", "E1"]).await;
+    let alice = lab.client("alice@contoso.test", At::External).await;
+    let adam = lab.client("adam@contoso.test", At::Internal).await;
+    let call = alice
+        .invite("adam@contoso.test")
+        .await
+        .expect("INVITE answered");
+    assert!(call.is_established(), "{:?}", call.outcome());
+    let invite = received(&adam).await;
+    assert_eq!(invite.method, Method::Invite);
+    assert_eq!(lab.chain(&invite.vias), lab.expected_chain(3));
+    // R1 recorded once; E1 twice, one entry per interface (RFC 5658), each an FQDN with lr.
+    let rr = &invite.record_route;
+    assert_eq!(rr.len(), 3, "{rr:?}");
+    assert!(
+        rr[0].contains("fe01.contoso.test")
+            && rr[1].contains("edge01-int.contoso.test")
+            && rr[2].contains("sip.contoso.test"),
+        "{rr:?}"
+    );
+    assert!(rr.iter().all(|r| r.contains(";lr")));
+    // The ACK and the BYE follow the route set: the same hops as the INVITE.
+    let ack = received(&adam).await;
+    assert_eq!(ack.method, Method::Ack);
+    assert_eq!(lab.chain(&ack.vias), lab.expected_chain(3));
+    let out = call.bye().await.expect("BYE answered");
+    assert_eq!(out.status, 200);
+    let bye = received(&adam).await;
+    assert_eq!(bye.method, Method::Bye);
+    assert_eq!(lab.chain(&bye.vias), lab.expected_chain(3));
+    assert_eq!(
+        bye.request.headers.get_all(&HeaderName::Route).count(),
+        0,
+        "every proxy removed its own Route"
+    );
+}
+
+#[tokio::test]
+async fn a_client_whose_connection_drops_signs_in_again() {
+    let lab = TestLab::start(28, &["R1", "E1"]).await;
+    let alice = lab.client("alice@contoso.test", At::Internal).await;
+    let adam = lab.client("adam@contoso.test", At::External).await;
+    let before = alice.registration().unwrap();
+    let adam_before = adam.registration().unwrap();
+    // R1 and E1 lose every connection, as after a restart.
+    lab.nodes[0].drop_connections();
+    lab.nodes[1].drop_connections();
+    alice
+        .wait_reregistered(&before, WAIT)
+        .await
+        .expect("alice signed in again");
+    adam.wait_reregistered(&adam_before, WAIT)
+        .await
+        .expect("adam signed in again");
+    let out = adam
+        .send_message("alice@contoso.test", "back")
+        .await
+        .unwrap();
+    assert_eq!(out.status, 200);
+    assert_eq!(received(&alice).await.body, "back");
+}
