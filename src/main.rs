@@ -1,10 +1,15 @@
-//! `siplab`: the lab's own command. `siplab certs` writes the lab CA and every certificate.
+//! `siplab`: the lab's own command. `siplab run` starts the whole lab in this process and
+//! shows every path of the reference on the wire; `siplab up` keeps it running;
+//! `siplab certs` writes the lab CA and every certificate.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use siplab_pki::{CaStatus, NodeIdentity, UserIdentity};
+use siplab_node::Certs;
+use siplab_pki::{CaStatus, LabCa, NodeIdentity, UserIdentity};
+use siplab_runner::{LabRun, Outcome, Row, run_rows};
 use siplab_topology::Lab;
 
 #[derive(Parser)]
@@ -23,6 +28,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Starts the whole lab on loopback, runs every path of the reference (and its mirror)
+    /// and prints what the article says next to what the receiver's Via headers showed.
+    Run {
+        /// The loopback slot (third octet of every address).
+        #[arg(long, default_value_t = 0)]
+        slot: u8,
+        /// Print the rows as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only the 18 rows of the article, without the mirrored ones.
+        #[arg(long)]
+        no_mirrors: bool,
+    },
+    /// Starts the whole lab on loopback and keeps it running for clients to use.
+    Up {
+        #[arg(long, default_value_t = 0)]
+        slot: u8,
+        /// Use the certificates in this directory (from `siplab certs`) instead of a CA
+        /// made for this run, so that outside clients can trust the lab.
+        #[arg(long)]
+        certs: Option<PathBuf>,
+    },
     /// Writes the lab CA, a certificate per node interface and one per user (PEM).
     Certs {
         /// Where to write them.
@@ -34,7 +61,8 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+#[tokio::main]
+async fn main() -> Result<()> {
     let cli = Cli::parse();
     let lab = match &cli.topology {
         Some(path) => Lab::load(path).with_context(|| format!("loading {}", path.display()))?,
@@ -42,7 +70,101 @@ fn main() -> Result<()> {
     };
     match cli.command {
         Command::Certs { dir, replace_ca } => certs(&lab, &dir, replace_ca),
+        Command::Run {
+            slot,
+            json,
+            no_mirrors,
+        } => run(lab.localized(slot), json, no_mirrors).await,
+        Command::Up { slot, certs } => up(lab.localized(slot), certs).await,
     }
+}
+
+fn logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
+    logging("warn");
+    let started = std::time::Instant::now();
+    let certs = Certs::Authority(Arc::new(LabCa::generate().context("making the lab CA")?));
+    let run = LabRun::start(lab.clone(), certs)
+        .await
+        .context("starting the lab")?;
+    let paths = if no_mirrors {
+        lab.paths().to_vec()
+    } else {
+        lab.paths_with_mirrors()
+    };
+    let rows = run_rows(&run, &paths).await;
+    run.sign_out_all().await;
+    let matched = rows.iter().filter(|r| r.outcome == Outcome::Match).count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_table(&rows);
+        println!(
+            "\n{matched} of {} rows match the article ({:.1} s, every hop mutual TLS on loopback).",
+            rows.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if matched != rows.len() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<5} {:<12} {:<58} {:<6}",
+        "row", "scenario", "path (article) / Via chain seen by the receiver, top first", "match"
+    );
+    for r in rows {
+        let (id, scenario) = r.scenario.split_once(' ').unwrap_or((&r.scenario, ""));
+        let verdict = match &r.outcome {
+            Outcome::Match => "yes".to_owned(),
+            Outcome::Mismatch => "NO".to_owned(),
+            Outcome::Failed(why) => format!("FAILED: {why}"),
+        };
+        println!(
+            "{:<5} {:<12} {:<58} {}",
+            id,
+            scenario,
+            r.article.join(" > "),
+            verdict
+        );
+        let seen: Vec<String> = r
+            .observed
+            .iter()
+            .zip(&r.observed_addresses)
+            .map(|(name, addr)| format!("{name} {addr}"))
+            .collect();
+        println!("{:<18} via: {}", "", seen.join(" | "));
+    }
+}
+
+async fn up(lab: Lab, certs: Option<PathBuf>) -> Result<()> {
+    logging("info");
+    let certs = match certs {
+        Some(dir) => Certs::Dir(dir),
+        None => Certs::Authority(Arc::new(LabCa::generate().context("making the lab CA")?)),
+    };
+    let run = LabRun::start(lab.clone(), certs)
+        .await
+        .context("starting the lab")?;
+    for node in &run.nodes {
+        for (iface, addr) in &node.listening {
+            println!("{:<4} {:<5} {addr}", node.name, iface);
+        }
+    }
+    println!("lab up; Ctrl-C stops it");
+    tokio::signal::ctrl_c().await?;
+    Ok(())
 }
 
 /// Every interface gets its names and both profiles' addresses (containers and slot 0 of the
