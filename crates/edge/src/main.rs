@@ -6,7 +6,7 @@ use siplab_topology::Role;
 #[derive(Parser)]
 #[command(
     version,
-    about = "siplab edge: clients on the internet and federation, in front of the front end"
+    about = "siplab edge: clients on the internet and federation, in front of the front end (E1, E2) or the cloud pool (CE)"
 )]
 struct Cli {
     #[command(flatten)]
@@ -16,6 +16,6 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     siplab_node::init_tracing();
-    siplab_node::serve(Cli::parse().server, Role::Edge).await?;
+    siplab_node::serve(Cli::parse().server, &[Role::Edge, Role::CloudEdge]).await?;
     Ok(())
 }

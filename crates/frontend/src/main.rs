@@ -16,6 +16,6 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     siplab_node::init_tracing();
-    siplab_node::serve(Cli::parse().server, Role::Frontend).await?;
+    siplab_node::serve(Cli::parse().server, &[Role::Frontend]).await?;
     Ok(())
 }

@@ -37,9 +37,9 @@ pub fn init_tracing() {
         .init();
 }
 
-/// Loads the topology, checks the node has the role this program serves, starts it and runs
+/// Loads the topology, checks the node has a role this program serves, starts it and runs
 /// until Ctrl-C or SIGTERM.
-pub async fn serve(args: ServerArgs, role: Role) -> Result<(), NodeError> {
+pub async fn serve(args: ServerArgs, roles: &[Role]) -> Result<(), NodeError> {
     let lab = match &args.topology {
         Some(p) => Lab::load(p),
         None => Lab::reference(),
@@ -52,7 +52,7 @@ pub async fn serve(args: ServerArgs, role: Role) -> Result<(), NodeError> {
     let node = lab
         .node(&args.node)
         .ok_or_else(|| NodeError::UnknownNode(args.node.clone()))?;
-    if node.role != role {
+    if !roles.contains(&node.role) {
         return Err(NodeError::Role {
             node: args.node.clone(),
             role: node.role.to_string(),
