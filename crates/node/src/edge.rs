@@ -23,7 +23,8 @@ pub struct Edge {
     inside_names: Vec<String>,
     /// An on-prem edge's SIP domain and the hosting provider that serves its cloud users.
     domain: Option<String>,
-    hosting_provider: Option<String>,
+    /// Its proxy FQDN and SIP port (section 5: "its configured proxy FQDN").
+    hosting_provider: Option<(String, u16)>,
     resolver: LabResolver,
 }
 
@@ -36,10 +37,15 @@ impl Edge {
             .interfaces_of(node)
             .find(|i| i.network == inside_if.network)?;
         let domain = n.domain.clone();
-        let hosting_provider = domain
-            .as_deref()
-            .and_then(|d| lab.domain(d))
-            .map(|d| d.hosting_provider.clone());
+        let hosting_provider = domain.as_deref().and_then(|d| lab.domain(d)).map(|d| {
+            let port = lab
+                .interfaces()
+                .iter()
+                .find(|i| i.fqdns.contains(&d.hosting_provider))
+                .and_then(|i| i.ports.sip)
+                .unwrap_or(5061);
+            (d.hosting_provider.clone(), port)
+        });
         Some(Edge {
             cloud: n.role == Role::CloudEdge,
             inside: SipUri::new(
@@ -160,9 +166,9 @@ impl Policy for Edge {
         // the cloud (shared address space); other domains are federation.
         let domain = ruri.host.to_string();
         if self.domain.as_deref() == Some(domain.as_str())
-            && let Some(hp) = &self.hosting_provider
+            && let Some((hp, port)) = &self.hosting_provider
         {
-            return self.outward(hp.clone(), 5061);
+            return self.outward(hp.clone(), *port);
         }
         match self.resolver.federation(&domain) {
             Ok((host, port)) => self.outward(host, port),

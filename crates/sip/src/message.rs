@@ -319,10 +319,10 @@ impl Message {
     /// Parses the single value of `name`; `Ok(None)` when absent.
     fn single<'a, T>(
         &'a self,
-        name: HeaderName,
+        name: &HeaderName,
         parse: impl Fn(&'a [u8]) -> Result<T, SyntaxError>,
     ) -> Result<Option<T>, ParseError> {
-        let mut lines = self.headers.get_all(&name);
+        let mut lines = self.headers.get_all(name);
         let Some(first) = lines.next() else {
             return Ok(None);
         };
@@ -343,12 +343,11 @@ impl Message {
 
     fn required<'a, T>(
         &'a self,
-        name: HeaderName,
+        name: &HeaderName,
         parse: impl Fn(&'a [u8]) -> Result<T, SyntaxError>,
     ) -> Result<T, ParseError> {
-        let n = name.as_str().to_owned();
-        self.single(name, parse)?
-            .ok_or_else(|| ParseError::header(&n, 1, ErrorKind::Missing))
+        let missing = || ParseError::header(name.as_str(), 1, ErrorKind::Missing);
+        self.single(name, parse)?.ok_or_else(missing)
     }
 
     /// Parses every element of a list header, in order.
@@ -401,31 +400,31 @@ impl Message {
     }
 
     pub fn from(&self) -> Result<NameAddr, ParseError> {
-        self.required(HeaderName::From, NameAddr::parse)
+        self.required(&HeaderName::From, NameAddr::parse)
     }
 
     pub fn to(&self) -> Result<NameAddr, ParseError> {
-        self.required(HeaderName::To, NameAddr::parse)
+        self.required(&HeaderName::To, NameAddr::parse)
     }
 
     pub fn call_id(&self) -> Result<&[u8], ParseError> {
-        self.required(HeaderName::CallId, values::parse_call_id)
+        self.required(&HeaderName::CallId, values::parse_call_id)
     }
 
     pub fn cseq(&self) -> Result<CSeq, ParseError> {
-        self.required(HeaderName::CSeq, CSeq::parse)
+        self.required(&HeaderName::CSeq, CSeq::parse)
     }
 
     /// Max-Forwards, 0 to 255; `None` when absent.
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
-        self.single(HeaderName::MaxForwards, |v| {
+        self.single(&HeaderName::MaxForwards, |v| {
             values::parse_number(v, 255).map(|n| n as u8)
         })
     }
 
     /// The Expires header, with values beyond 2**32-1 taken as that.
     pub fn expires(&self) -> Result<Option<u32>, ParseError> {
-        self.single(HeaderName::Expires, |v| {
+        self.single(&HeaderName::Expires, |v| {
             let (a, b) = scan::trim(v, 0, v.len());
             let digits = &v[a..b];
             if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
