@@ -124,7 +124,7 @@ async fn a_client_without_a_certificate_is_refused() {
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let lab = TestLab::start(26, &["R1"]).await;
-    let cfg = lab.config("alice@contoso.test", At::Internal);
+    let cfg = lab.config("alice@contoso.test", At::Internal).await;
     let siplab_node::Certs::Authority(ca) = &lab.certs else {
         unreachable!()
     };

@@ -18,6 +18,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestLab {
     pub lab: Lab,
     pub certs: Certs,
+    pub dns: siplab_dns::RunningDns,
     pub nodes: Vec<RunningNode>,
 }
 
@@ -30,6 +31,9 @@ impl TestLab {
             .try_init();
         let lab = Lab::reference().expect("reference lab").localized(slot);
         let certs = Certs::Authority(Arc::new(LabCa::generate().expect("lab CA")));
+        let dns = siplab_dns::DnsServer::start(&lab)
+            .await
+            .expect("DNS server");
         let mut running = Vec::new();
         for n in nodes {
             running.push(
@@ -41,17 +45,21 @@ impl TestLab {
         TestLab {
             lab,
             certs,
+            dns,
             nodes: running,
         }
     }
 
-    pub fn config(&self, aor: &str, at: At) -> UaConfig {
-        client_config(&self.lab, &self.certs, aor, at).unwrap_or_else(|e| panic!("{e}"))
+    pub async fn config(&self, aor: &str, at: At) -> UaConfig {
+        client_config(&self.lab, &self.certs, aor, at)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .0
     }
 
     /// A client of `aor` at `at`, signed in.
     pub async fn client(&self, aor: &str, at: At) -> Ua {
-        let ua = Ua::start(self.config(aor, at))
+        let ua = Ua::start(self.config(aor, at).await)
             .await
             .unwrap_or_else(|e| panic!("{aor}: {e}"));
         ua.wait_registered(WAIT)
@@ -133,7 +141,7 @@ pub async fn received(ua: &Ua) -> Received {
 /// by the client's address.
 pub async fn exchange(lab: &TestLab, aor: &str, at: At, request: &str) -> siplab_sip::Message {
     use siplab_transport::{Destination, Event, Limits, Transport};
-    let cfg = lab.config(aor, at);
+    let cfg = lab.config(aor, at).await;
     let (transport, mut events) = Transport::new(Limits::default());
     transport.add_interface("client", cfg.bind_ip, cfg.tls.clone());
     let text = request.replace("{ip}", &cfg.bind_ip.to_string());

@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
-use siplab_node::{Certs, LabResolver, client_config, init_tracing};
+use siplab_dns::discovery::{Discovery, LabResolver};
+use siplab_node::{Certs, client_config, init_tracing};
 use siplab_topology::{At, Lab};
 use siplab_ua::{Outcome, Received, Registration, SignIn, Ua, UaError};
 use tracing::info;
@@ -84,9 +85,11 @@ async fn main() -> Result<()> {
         Place::Internal => At::Internal,
         Place::External => At::External,
     };
-    let mut cfg = client_config(&lab, &Certs::Dir(cli.certs.clone()), &cli.user, at)?;
+    let (mut cfg, found) =
+        client_config(&lab, &Certs::Dir(cli.certs.clone()), &cli.user, at).await?;
+    emit(&discovered(&found));
     if let (Some(server), Some(name)) = (&cli.server, &cli.server_name) {
-        cfg.server = server_addr(&lab, cfg.bind_ip, server)?;
+        cfg.server = server_addr(&lab, cfg.bind_ip, server).await?;
         cfg.server_name = name.clone();
     }
     info!(user = %cli.user, bind = %cfg.bind_ip, server = %cfg.server, name = %cfg.server_name, "starting");
@@ -153,7 +156,7 @@ async fn main() -> Result<()> {
 }
 
 /// `HOST:PORT`, the host an address or a name the lab resolves from where the client sits.
-fn server_addr(lab: &Lab, source: IpAddr, text: &str) -> Result<SocketAddr> {
+async fn server_addr(lab: &Lab, source: IpAddr, text: &str) -> Result<SocketAddr> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }
@@ -163,9 +166,26 @@ fn server_addr(lab: &Lab, source: IpAddr, text: &str) -> Result<SocketAddr> {
     let port = port
         .parse()
         .with_context(|| format!("--server {text:?}: bad port"))?;
-    LabResolver::new(lab.clone(), source)
-        .resolve(host, Some(port))
-        .map_err(|e| anyhow::anyhow!("--server {text:?}: {e}"))
+    LabResolver::for_source(lab, source)?
+        .resolve_sip(host, port)
+        .await
+        .with_context(|| format!("--server {text:?}"))
+}
+
+/// How discovery went (section 4): every record asked, in order, and where it led.
+fn discovered(found: &Discovery) -> Value {
+    let steps: Vec<Value> = found
+        .steps
+        .iter()
+        .map(|s| json!({"query": s.query, "type": s.record_type, "answer": s.answer}))
+        .collect();
+    json!({
+        "event": "discovered",
+        "server": found.server.to_string(),
+        "server_name": found.server_name,
+        "via": found.via,
+        "steps": steps,
+    })
 }
 
 /// One event, one line.
@@ -208,6 +228,17 @@ fn report(method: &str, to: &str, result: Result<Outcome, UaError>) -> bool {
             }));
             false
         }
+        // A transport failure is a 503 for the client (RFC 3261 section 8.1.3.1).
+        Err(error @ UaError::Transport(_)) => {
+            emit(&json!({
+                "event": "response",
+                "method": method,
+                "to": to,
+                "status": 503,
+                "reason": format!("Service Unavailable ({error})"),
+            }));
+            false
+        }
         Err(error) => {
             emit(&json!({
                 "event": "error",
@@ -224,7 +255,7 @@ fn received(lab: &Lab, got: &Received) -> Value {
     let via: Vec<Value> = got
         .vias
         .iter()
-        .map(|v| json!({"sent_by": v.sent_by, "name": name_of(lab, &v.host)}))
+        .map(|v| json!({"sent_by": v.sent_by, "name": lab.name_of_host(&v.host)}))
         .collect();
     json!({
         "event": "received",
@@ -237,19 +268,4 @@ fn received(lab: &Lab, got: &Received) -> Value {
         "record_route": got.record_route,
         "body": got.body,
     })
-}
-
-/// What the lab calls a Via host: an interface (`E1x`) or a client placement (`A1e`).
-fn name_of(lab: &Lab, host: &str) -> Option<String> {
-    match host.parse::<IpAddr>() {
-        Ok(ip) => lab
-            .interface_by_addr(ip)
-            .map(|i| i.name.to_string())
-            .or_else(|| lab.placement_by_addr(ip).map(|p| p.name.to_string())),
-        Err(_) => lab
-            .interfaces()
-            .iter()
-            .find(|i| i.fqdns.iter().any(|f| f.eq_ignore_ascii_case(host)))
-            .map(|i| i.name.to_string()),
-    }
 }

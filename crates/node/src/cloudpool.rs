@@ -9,7 +9,7 @@ use siplab_sip::{HeaderName, Host, Method, SipUri};
 use siplab_topology::Lab;
 use siplab_transport::ConnInfo;
 
-use crate::resolve::LabResolver;
+use siplab_dns::discovery::LabResolver;
 
 pub struct CloudPool {
     lab: Lab,
@@ -35,7 +35,7 @@ impl CloudPool {
                 edge_if.ports.sip,
             ),
             edge_names: edge_if.fqdns.clone(),
-            resolver: LabResolver::new(lab.clone(), ours.ip()),
+            resolver: LabResolver::for_source(lab, ours.ip()).ok()?,
             node: node.to_owned(),
             lab: lab.clone(),
         })
@@ -113,7 +113,7 @@ impl Policy for CloudPool {
                 if ruri.host.to_string() == sender_domain && self.is_home(&target) {
                     return self.deliver(req, &target);
                 }
-                match self.resolver.federation(&sender_domain) {
+                match crate::federation(&self.resolver, &sender_domain).await {
                     Ok((host, port)) => {
                         let mut f = Forward::to(NextHop::Uri(self.edge.clone()));
                         f.routes
@@ -136,7 +136,7 @@ impl Policy for CloudPool {
     }
 
     async fn resolve(&self, host: &str, port: Option<u16>) -> Result<SocketAddr, String> {
-        self.resolver.resolve(host, port)
+        crate::resolve_sip(&self.resolver, host, port).await
     }
 
     fn interface_towards(&self, ip: IpAddr) -> Option<Arc<str>> {

@@ -10,7 +10,7 @@ use siplab_sip::{HeaderName, Host, Method, SipUri};
 use siplab_topology::{Lab, Role};
 use siplab_transport::ConnInfo;
 
-use crate::resolve::LabResolver;
+use siplab_dns::discovery::LabResolver;
 
 pub struct Edge {
     lab: Lab,
@@ -56,7 +56,7 @@ impl Edge {
             inside_names: inside_if.fqdns.clone(),
             domain,
             hosting_provider,
-            resolver: LabResolver::new(lab.clone(), internal.ip()),
+            resolver: LabResolver::for_source(lab, internal.ip()).ok()?,
             node: node.to_owned(),
             lab: lab.clone(),
         })
@@ -73,14 +73,19 @@ impl Edge {
     /// configured hosting provider of that domain. The cloud edge also accepts a company's
     /// on-prem edge carrying a request for one of its tenant's users (the hybrid partner of
     /// the To domain, as in rows 13 and 17).
-    fn check_federation(&self, req: &Inbound<'_>) -> Result<(), String> {
+    async fn check_federation(&self, req: &Inbound<'_>) -> Result<(), String> {
         let domain_of = |n: Result<siplab_sip::NameAddr, _>| {
             n.ok().and_then(|a| a.sip_uri().map(|u| u.host.to_string()))
         };
         let from = domain_of(req.msg.from()).ok_or("no From domain")?;
         let peer = &req.conn.identity;
-        let edge_of = |d: &str| self.resolver.federation(d).ok().map(|(host, _)| host);
-        if edge_of(&from).is_some_and(|h| peer.names_host(&h)) {
+        let edge_of = async |d: &str| {
+            crate::federation(&self.resolver, d)
+                .await
+                .ok()
+                .map(|(host, _)| host)
+        };
+        if edge_of(&from).await.is_some_and(|h| peer.names_host(&h)) {
             return Ok(());
         }
         if self
@@ -93,7 +98,7 @@ impl Edge {
         if self.cloud
             && let Some(to) = domain_of(req.msg.to())
             && self.lab.domain(&to).is_some()
-            && edge_of(&to).is_some_and(|h| peer.names_host(&h))
+            && edge_of(&to).await.is_some_and(|h| peer.names_host(&h))
         {
             return Ok(());
         }
@@ -121,7 +126,7 @@ impl Policy for Edge {
         // Anything from another server outside is checked before it may go anywhere.
         if !from_client
             && !from_inside
-            && let Err(why) = self.check_federation(req)
+            && let Err(why) = self.check_federation(req).await
         {
             return Decision::Reply(Reply::because(403, why));
         }
@@ -170,7 +175,7 @@ impl Policy for Edge {
         {
             return self.outward(hp.clone(), *port);
         }
-        match self.resolver.federation(&domain) {
+        match crate::federation(&self.resolver, &domain).await {
             Ok((host, port)) => self.outward(host, port),
             Err(e) => Decision::Reply(Reply::because(
                 404,
@@ -184,7 +189,7 @@ impl Policy for Edge {
     }
 
     async fn resolve(&self, host: &str, port: Option<u16>) -> Result<SocketAddr, String> {
-        self.resolver.resolve(host, port)
+        crate::resolve_sip(&self.resolver, host, port).await
     }
 
     fn interface_towards(&self, ip: IpAddr) -> Option<Arc<str>> {

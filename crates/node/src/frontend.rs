@@ -8,7 +8,7 @@ use siplab_sip::{HeaderName, Host, Method, SipUri};
 use siplab_topology::{Lab, UserClass};
 use siplab_transport::ConnInfo;
 
-use crate::resolve::LabResolver;
+use siplab_dns::discovery::LabResolver;
 
 pub struct FrontEnd {
     lab: Lab,
@@ -39,7 +39,7 @@ impl FrontEnd {
             edge: SipUri::new(None, Host::Name(edge_fqdn.clone()), Some(port)),
             edge_names: edge_if.fqdns.clone(),
             cloud_redirect: format!("<{}>", n.cloud_redirect.as_ref()?.uri()),
-            resolver: LabResolver::new(lab.clone(), ours.ip()),
+            resolver: LabResolver::for_source(lab, ours.ip()).ok()?,
             domain,
             node: node.to_owned(),
             lab: lab.clone(),
@@ -124,7 +124,7 @@ impl Policy for FrontEnd {
     }
 
     async fn resolve(&self, host: &str, port: Option<u16>) -> Result<SocketAddr, String> {
-        self.resolver.resolve(host, port)
+        crate::resolve_sip(&self.resolver, host, port).await
     }
 
     fn interface_towards(&self, ip: IpAddr) -> Option<Arc<str>> {

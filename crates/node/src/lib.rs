@@ -9,18 +9,40 @@ mod client;
 mod cloudpool;
 mod edge;
 mod frontend;
-mod resolve;
 mod server;
 mod start;
 
 pub use certs::Certs;
-pub use client::client_config;
+pub use client::{client_config, describe};
 pub use cloudpool::CloudPool;
 pub use edge::Edge;
 pub use frontend::FrontEnd;
-pub use resolve::LabResolver;
 pub use server::{ServerArgs, init_tracing, serve};
 pub use start::{RunningNode, start_node};
+
+use std::net::SocketAddr;
+
+/// A SIP host through the lab's DNS (A record; the port given or 5061).
+pub(crate) async fn resolve_sip(
+    dns: &siplab_dns::discovery::LabResolver,
+    host: &str,
+    port: Option<u16>,
+) -> Result<SocketAddr, String> {
+    dns.resolve_sip(host, port.unwrap_or(5061))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `_sipfederationtls._tcp.<domain>`: the host and port of the domain's federation edge.
+pub(crate) async fn federation(
+    dns: &siplab_dns::discovery::LabResolver,
+    domain: &str,
+) -> Result<(String, u16), String> {
+    siplab_dns::discovery::federation_target(dns, domain)
+        .await
+        .map(|(host, port, _)| (host, port))
+        .map_err(|e| e.to_string())
+}
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +57,8 @@ pub enum NodeError {
     Client { aor: String, what: String },
     #[error("topology: {0}")]
     Topology(String),
+    #[error("DNS: {0}")]
+    Dns(#[from] siplab_dns::DnsError),
     #[error(transparent)]
     Transport(#[from] siplab_transport::TransportError),
 }

@@ -1,22 +1,11 @@
 //! Via chains in the spec's terms: a sent-by address named back as an interface (`E1x`)
 //! or a client placement (`A1e`), and the chain a receiver should see for a path.
 
-use std::net::IpAddr;
-
 use siplab_topology::{Hop, Lab, Path};
 
 /// Names a Via host: an interface, a client placement, or the host itself when neither.
 pub fn name_of(lab: &Lab, host: &str) -> String {
-    let Ok(ip) = host.parse::<IpAddr>() else {
-        return host.to_owned();
-    };
-    if let Some(i) = lab.interface_by_addr(ip) {
-        return i.name.to_string();
-    }
-    match lab.placement_by_addr(ip) {
-        Some(p) => p.name.to_string(),
-        None => host.to_owned(),
-    }
+    lab.name_of_host(host).unwrap_or_else(|| host.to_owned())
 }
 
 /// The Vias the receiver of `path` sees, top first: the path without its receiver, reversed.

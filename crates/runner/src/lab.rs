@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use siplab_dns::{DnsServer, RunningDns};
 use siplab_node::{Certs, NodeError, RunningNode, client_config, start_node};
 use siplab_proxy::ProxyConfig;
 use siplab_topology::{At, Lab, Role};
@@ -18,6 +19,8 @@ pub const SIGN_IN: Duration = Duration::from_secs(10);
 pub enum RunError {
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error("DNS server: {0}")]
+    Dns(#[from] siplab_dns::DnsError),
     #[error("{aor} at {at:?}: {error}")]
     Client { aor: String, at: At, error: UaError },
 }
@@ -26,13 +29,16 @@ pub enum RunError {
 pub struct LabRun {
     pub lab: Lab,
     pub certs: Certs,
+    pub dns: RunningDns,
     pub nodes: Vec<RunningNode>,
     clients: Mutex<HashMap<String, (At, Arc<Ua>)>>,
 }
 
 impl LabRun {
-    /// Starts every SIP node of `lab` (front ends, edges, the cloud edge and pool).
+    /// Starts the DNS server and every SIP node of `lab` (front ends, edges, the cloud edge
+    /// and pool).
     pub async fn start(lab: Lab, certs: Certs) -> Result<LabRun, RunError> {
+        let dns = DnsServer::start(&lab).await?;
         let mut nodes = Vec::new();
         for node in lab.nodes() {
             if node.role == Role::Dns {
@@ -44,6 +50,7 @@ impl LabRun {
         Ok(LabRun {
             lab,
             certs,
+            dns,
             nodes,
             clients: Mutex::new(HashMap::new()),
         })
@@ -70,7 +77,8 @@ impl LabRun {
             at,
             error,
         };
-        let cfg = client_config(&self.lab, &self.certs, aor, at)?;
+        let (cfg, found) = client_config(&self.lab, &self.certs, aor, at).await?;
+        info!(%aor, ?at, server = %siplab_node::describe(&found), "discovered");
         let ua = Ua::start(cfg).await.map_err(err)?;
         ua.wait_registered(SIGN_IN).await.map_err(err)?;
         clients.insert(aor.to_owned(), (at, Arc::new(ua)));

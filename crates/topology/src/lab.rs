@@ -195,6 +195,22 @@ impl Lab {
         self.interfaces.iter().find(|i| i.ip() == ip)
     }
 
+    /// What the spec calls a Via host: an interface (`E1x`, by address or FQDN) or a client
+    /// placement (`A1e`); `None` for an address the lab does not know.
+    pub fn name_of_host(&self, host: &str) -> Option<String> {
+        match host.parse::<IpAddr>() {
+            Ok(ip) => self
+                .interface_by_addr(ip)
+                .map(|i| i.name.to_string())
+                .or_else(|| self.placement_by_addr(ip).map(|p| p.name.to_string())),
+            Err(_) => self
+                .interfaces
+                .iter()
+                .find(|i| i.fqdns.iter().any(|f| f.eq_ignore_ascii_case(host)))
+                .map(|i| i.name.to_string()),
+        }
+    }
+
     pub fn placements(&self) -> &[ClientPlace] {
         &self.places
     }

@@ -8,8 +8,16 @@ use std::time::Duration;
 use siplab_transport::{Limits, TlsConfig};
 
 /// Turns the host and port of a redirect target (`sipdir.online.lync.test`, 443) into an
-/// address to connect to; `None` when the name does not resolve.
-pub type Resolver = Arc<dyn Fn(&str, u16) -> Option<SocketAddr> + Send + Sync>;
+/// address to connect to (a DNS look-up, so asynchronous); `None` when it does not resolve.
+pub type Resolver = Arc<
+    dyn Fn(
+            String,
+            u16,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<SocketAddr>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// The local address to bind towards a server's address, when it is not the client's own:
 /// a client on a company LAN reaches the internet through its NAT address.
@@ -64,7 +72,7 @@ impl UaConfig {
             server_name: server_name.to_owned(),
             tls,
             keepalive: Duration::from_secs(30),
-            resolver: Arc::new(|_, _| None),
+            resolver: Arc::new(|_, _| Box::pin(async { None })),
             register_expires: 600,
             transaction_timeout: Duration::from_secs(32),
             ring: Duration::ZERO,

@@ -103,7 +103,7 @@ impl Core {
             match outcome.status {
                 200..=299 => break Ok((conn, outcome, target)),
                 300..=399 if servers.len() <= MAX_REDIRECTS => {
-                    match self.redirect_target(&outcome) {
+                    match self.redirect_target(&outcome).await {
                         Ok(next) => {
                             info!(status = outcome.status, to = %next.name, addr = %next.addr, "redirected");
                             target = next;
@@ -181,7 +181,7 @@ impl Core {
     }
 
     /// The first Contact of a 3xx, resolved.
-    fn redirect_target(&self, outcome: &Outcome) -> Result<Target, UaError> {
+    async fn redirect_target(&self, outcome: &Outcome) -> Result<Target, UaError> {
         let contacts = outcome
             .response
             .contacts()
@@ -201,7 +201,8 @@ impl Core {
         let name = uri.host.to_string();
         // A TLS target without a port is at the SIP over TLS default.
         let port = uri.port.unwrap_or(5061);
-        let addr = (self.cfg.resolver)(&name, port)
+        let addr = (self.cfg.resolver)(name.clone(), port)
+            .await
             .ok_or_else(|| UaError::Redirect(format!("{name}:{port} does not resolve")))?;
         Ok(Target { name, addr })
     }

@@ -368,5 +368,8 @@ pub fn status(msg: &Message) -> u16 {
 /// A resolver that knows one name.
 pub fn resolve_one(name: &str, addr: SocketAddr) -> siplab_ua::Resolver {
     let name = name.to_owned();
-    Arc::new(move |host: &str, port: u16| (host == name && port == addr.port()).then_some(addr))
+    Arc::new(move |host: String, port: u16| {
+        let found = (host == name && port == addr.port()).then_some(addr);
+        Box::pin(async move { found })
+    })
 }
