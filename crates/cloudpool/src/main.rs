@@ -4,7 +4,10 @@ use clap::Parser;
 use siplab_topology::Role;
 
 #[derive(Parser)]
-#[command(version, about = "siplab cloud pool: registrar and home server of every hosted user of every tenant")]
+#[command(
+    version,
+    about = "siplab cloud pool: registrar and home server of every hosted user of every tenant"
+)]
 struct Cli {
     #[command(flatten)]
     server: siplab_node::ServerArgs,
