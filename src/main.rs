@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use siplab_node::Certs;
 use siplab_pki::{CaStatus, LabCa, NodeIdentity, UserIdentity};
-use siplab_runner::{LabRun, Outcome, Row, run_rows};
+use siplab_runner::{LabRun, Outcome, Row, SignInReport, run_rows};
 use siplab_topology::Lab;
 
 #[derive(Parser)]
@@ -45,10 +45,10 @@ enum Command {
     Up {
         #[arg(long, default_value_t = 0)]
         slot: u8,
-        /// Use the certificates in this directory (from `siplab certs`) instead of a CA
-        /// made for this run, so that outside clients can trust the lab.
-        #[arg(long)]
-        certs: Option<PathBuf>,
+        /// The certificates (written there first, keeping an existing CA), so that outside
+        /// clients can use a user's certificate and trust the lab's CA.
+        #[arg(long, default_value = "certs")]
+        certs: PathBuf,
     },
     /// Writes the lab CA, a certificate per node interface and one per user (PEM).
     Certs {
@@ -75,7 +75,10 @@ async fn main() -> Result<()> {
             json,
             no_mirrors,
         } => run(lab.localized(slot), json, no_mirrors).await,
-        Command::Up { slot, certs } => up(lab.localized(slot), certs).await,
+        Command::Up { slot, certs: dir } => {
+            certs(&lab, &dir, false)?;
+            up(lab.localized(slot), dir).await
+        }
     }
 }
 
@@ -95,6 +98,10 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
     let run = LabRun::start(lab.clone(), certs)
         .await
         .context("starting the lab")?;
+    let sign_ins = run
+        .sign_in_everyone()
+        .await
+        .context("signing the users in")?;
     let paths = if no_mirrors {
         lab.paths().to_vec()
     } else {
@@ -104,8 +111,10 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
     run.sign_out_all().await;
     let matched = rows.iter().filter(|r| r.outcome == Outcome::Match).count();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let all = serde_json::json!({ "sign_ins": sign_ins, "rows": rows });
+        println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
+        print_sign_ins(&sign_ins);
         print_table(&rows);
         println!(
             "\n{matched} of {} rows match the article ({:.1} s, every hop mutual TLS on loopback).",
@@ -117,6 +126,26 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+fn print_sign_ins(sign_ins: &[(String, SignInReport)]) {
+    println!("Sign-in (section 4): discovery through the lab's DNS, then REGISTER");
+    for (place, s) in sign_ins {
+        let servers: Vec<String> = s
+            .servers
+            .iter()
+            .map(|(name, status)| {
+                format!("{name} {}", status.map_or("-".into(), |c| c.to_string()))
+            })
+            .collect();
+        println!(
+            "  {place:<4} {:<21} via {:<36} {}",
+            s.aor,
+            s.via,
+            servers.join(" -> ")
+        );
+    }
+    println!();
 }
 
 fn print_table(rows: &[Row]) {
@@ -148,20 +177,33 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-async fn up(lab: Lab, certs: Option<PathBuf>) -> Result<()> {
+async fn up(lab: Lab, dir: PathBuf) -> Result<()> {
     logging("info");
-    let certs = match certs {
-        Some(dir) => Certs::Dir(dir),
-        None => Certs::Authority(Arc::new(LabCa::generate().context("making the lab CA")?)),
-    };
-    let run = LabRun::start(lab.clone(), certs)
+    let run = LabRun::start(lab.clone(), Certs::Dir(dir.clone()))
         .await
         .context("starting the lab")?;
+    println!("DNS (the view follows the querier's source address):");
+    for addr in &run.dns.addrs {
+        println!("  {addr}");
+    }
+    println!("SIP over mutual TLS:");
     for node in &run.nodes {
         for (iface, addr) in &node.listening {
-            println!("{:<4} {:<5} {addr}", node.name, iface);
+            let names = lab
+                .interface(iface)
+                .map(|i| i.fqdns.join(", "))
+                .unwrap_or_default();
+            println!("  {:<4} {:<4} {addr:<18} {names}", node.name, iface);
         }
     }
+    println!(
+        "Client certificates: {0}/users/<aor>.pem and .key, trusting {0}/ca.pem",
+        dir.display()
+    );
+    println!(
+        "For example: siplab-client --slot {} --user alice@contoso.test --at external",
+        lab.slot().unwrap_or(0)
+    );
     println!("lab up; Ctrl-C stops it");
     tokio::signal::ctrl_c().await?;
     Ok(())

@@ -25,6 +25,17 @@ pub enum RunError {
     Client { aor: String, at: At, error: UaError },
 }
 
+/// How one client signed in: what discovery found (the records that answered) and the
+/// servers it registered with in turn (a 301 from the front end, then the cloud).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SignInReport {
+    pub aor: String,
+    pub discovery: Vec<String>,
+    /// The record that led to the first server.
+    pub via: String,
+    pub servers: Vec<(String, Option<u16>)>,
+}
+
 /// A running lab: its nodes, and one client per user, wherever that user last signed in.
 pub struct LabRun {
     pub lab: Lab,
@@ -61,11 +72,12 @@ impl LabRun {
     }
 
     /// Makes sure `aor` is signed in `at` its place: an existing client elsewhere signs out
-    /// first, so that its home server has exactly the binding of this place.
-    pub async fn place(&self, aor: &str, at: At) -> Result<(), RunError> {
+    /// first, so that its home server has exactly the binding of this place. Returns how
+    /// the sign-in went when there was one.
+    pub async fn place(&self, aor: &str, at: At) -> Result<Option<SignInReport>, RunError> {
         let mut clients = self.clients.lock().await;
         if clients.get(aor).is_some_and(|(a, _)| *a == at) {
-            return Ok(());
+            return Ok(None);
         }
         if let Some((_, old)) = clients.remove(aor)
             && let Some(old) = Arc::into_inner(old)
@@ -80,9 +92,40 @@ impl LabRun {
         let (cfg, found) = client_config(&self.lab, &self.certs, aor, at).await?;
         info!(%aor, ?at, server = %siplab_node::describe(&found), "discovered");
         let ua = Ua::start(cfg).await.map_err(err)?;
-        ua.wait_registered(SIGN_IN).await.map_err(err)?;
+        let reg = ua.wait_registered(SIGN_IN).await.map_err(err)?;
+        let report = SignInReport {
+            aor: aor.to_owned(),
+            discovery: found
+                .steps
+                .iter()
+                .filter_map(|s| s.answer.as_ref().map(|a| format!("{} {a}", s.query)))
+                .collect(),
+            via: found.via.clone(),
+            servers: reg
+                .sign_in
+                .servers
+                .iter()
+                .map(|s| (s.name.clone(), s.status))
+                .collect(),
+        };
         clients.insert(aor.to_owned(), (at, Arc::new(ua)));
-        Ok(())
+        Ok(Some(report))
+    }
+
+    /// Signs in one user at each of the eight places of the article (A1i, A1e, B1i, ...):
+    /// the first user of a class on the LAN, the second on the internet.
+    pub async fn sign_in_everyone(&self) -> Result<Vec<(String, SignInReport)>, RunError> {
+        let mut out = Vec::new();
+        for place in self.lab.placements() {
+            let index = usize::from(place.name.at == At::External);
+            let Some(user) = self.lab.users_at(place.name).nth(index) else {
+                continue;
+            };
+            if let Some(report) = self.place(&user.aor, place.name.at).await? {
+                out.push((place.name.to_string(), report));
+            }
+        }
+        Ok(out)
     }
 
     /// The client of `aor`, placed before.

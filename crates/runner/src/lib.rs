@@ -7,5 +7,5 @@ mod lab;
 mod scenario;
 
 pub use chain::{expected_vias, name_of};
-pub use lab::{LabRun, RunError};
+pub use lab::{LabRun, RunError, SignInReport};
 pub use scenario::{Outcome, Row, run_rows};
