@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod compose;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use siplab_node::Certs;
@@ -28,6 +30,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Prints the docker-compose file of the lab, generated from the topology.
+    Compose,
+    /// Small checks that work inside the lab's containers (which have no shell): health
+    /// checks and the segmentation test.
+    #[command(subcommand)]
+    Probe(Probe),
     /// Starts the whole lab on loopback, runs every path of the reference (and its mirror)
     /// and prints what the article says next to what the receiver's Via headers showed.
     Run {
@@ -61,6 +69,61 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum Probe {
+    /// Opens a TCP connection (exit status 0 when it opens within the time-out).
+    Connect {
+        addr: std::net::SocketAddr,
+        #[arg(long, default_value_t = 2)]
+        timeout: u64,
+    },
+    /// Asks the lab's DNS server on the source address's network (exit status 0 when the
+    /// name resolves).
+    Dns {
+        name: String,
+        /// The address to ask from: it picks the view.
+        #[arg(long)]
+        source: std::net::IpAddr,
+        #[arg(long, default_value = "A")]
+        r#type: String,
+    },
+}
+
+async fn probe(lab: &Lab, p: Probe) -> Result<()> {
+    match p {
+        Probe::Connect { addr, timeout } => {
+            let t = std::time::Duration::from_secs(timeout);
+            match tokio::time::timeout(t, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(_)) => println!("{addr}: open"),
+                Ok(Err(e)) => anyhow::bail!("{addr}: {e}"),
+                Err(_) => anyhow::bail!("{addr}: no answer within {timeout} s"),
+            }
+        }
+        Probe::Dns {
+            name,
+            source,
+            r#type,
+        } => {
+            let dns = siplab_dns::discovery::LabResolver::for_source(lab, source)?;
+            let answer = match r#type.to_ascii_uppercase().as_str() {
+                "SRV" => dns
+                    .lookup_srv(&name)
+                    .await
+                    .map(|r| r.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+                _ => dns
+                    .lookup_a(&name)
+                    .await
+                    .map(|r| r.iter().map(|a| format!("A {a}")).collect()),
+            };
+            match answer {
+                Ok(records) => println!("{name}: {}", records.join(", ")),
+                Err(e) => anyhow::bail!("{name}: {e}"),
+            }
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -70,6 +133,11 @@ async fn main() -> Result<()> {
     };
     match cli.command {
         Command::Certs { dir, replace_ca } => certs(&lab, &dir, replace_ca),
+        Command::Compose => {
+            print!("{}", compose::compose(&lab));
+            Ok(())
+        }
+        Command::Probe(p) => probe(&lab, p).await,
         Command::Run {
             slot,
             json,

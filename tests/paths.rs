@@ -1,8 +1,16 @@
-//! Rows 1 to 4 of the reference's path table (section 5), on the wire: R1 and E1 as real
-//! servers on loopback, clients on the LAN and on the internet, and the Via chain the
-//! receiving client observed, by interface name and by address.
+//! The reference's path table (section 5) on the wire, row by row, each test in a lab of its
+//! own: rows 1 to 4 with R1 and E1 alone, rows 5 to 18 with the whole lab (DNS, both
+//! companies, the cloud). The receiving client's Via chain must be the article's path, by
+//! interface name and by address.
 
 mod common;
+
+use std::sync::Arc;
+
+use siplab_node::Certs;
+use siplab_pki::LabCa;
+use siplab_runner::{LabRun, Outcome, run_rows};
+use siplab_topology::Lab;
 
 use common::{TestLab, received};
 use siplab_topology::At;
@@ -56,4 +64,60 @@ async fn path_03_a1e_to_a1i() {
 #[tokio::test]
 async fn path_04_a1e_to_a1e() {
     row(14, 4, At::External, At::External).await;
+}
+
+async fn whole_lab(slot: u8) -> LabRun {
+    let lab = Lab::reference().unwrap().localized(slot);
+    LabRun::start(lab, Certs::Authority(Arc::new(LabCa::generate().unwrap())))
+        .await
+        .expect("lab starts")
+}
+
+async fn whole_row(slot: u8, id: u32) {
+    let run = whole_lab(slot).await;
+    let path = run
+        .lab
+        .paths()
+        .iter()
+        .find(|p| p.id == id)
+        .cloned()
+        .expect("row");
+    let rows = run_rows(&run, &[path]).await;
+    let r = &rows[0];
+    assert_eq!(
+        r.outcome,
+        Outcome::Match,
+        "row {id}: expected {:?}, observed {:?}",
+        r.expected,
+        r.observed
+    );
+    run.sign_out_all().await;
+}
+
+macro_rules! rows {
+    ($($name:ident = $slot:literal, $id:literal;)*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                whole_row($slot, $id).await;
+            }
+        )*
+    };
+}
+
+rows! {
+    path_05_a1i_to_b1e = 105, 5;
+    path_06_a1e_to_b1e = 106, 6;
+    path_07_b1e_to_a1i = 107, 7;
+    path_08_b1e_to_a1e = 108, 8;
+    path_09_a1i_to_a2i = 109, 9;
+    path_10_a1i_to_a2e = 110, 10;
+    path_11_a1e_to_a2i = 111, 11;
+    path_12_a1e_to_a2e = 112, 12;
+    path_13_a1i_to_b2e = 113, 13;
+    path_14_a1e_to_b2e = 114, 14;
+    path_15_b1e_to_a2i = 115, 15;
+    path_16_b1e_to_a2e = 116, 16;
+    path_17_b1e_to_b2e = 117, 17;
+    path_18_b1e_to_b1e = 118, 18;
 }

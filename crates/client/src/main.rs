@@ -61,6 +61,9 @@ struct Cli {
     /// Stop after this many seconds of listening (default: run until Ctrl-C).
     #[arg(long)]
     listen_for: Option<u64>,
+    /// Keep trying to sign in until it works (for a client that starts with the lab).
+    #[arg(long)]
+    retry: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -85,17 +88,34 @@ async fn main() -> Result<()> {
         Place::Internal => At::Internal,
         Place::External => At::External,
     };
-    let (mut cfg, found) =
-        client_config(&lab, &Certs::Dir(cli.certs.clone()), &cli.user, at).await?;
-    emit(&discovered(&found));
-    if let (Some(server), Some(name)) = (&cli.server, &cli.server_name) {
-        cfg.server = server_addr(&lab, cfg.bind_ip, server).await?;
-        cfg.server_name = name.clone();
-    }
-    info!(user = %cli.user, bind = %cfg.bind_ip, server = %cfg.server, name = %cfg.server_name, "starting");
-    let ua = Ua::start(cfg)
-        .await
-        .with_context(|| format!("{} could not sign in", cli.user))?;
+    let mut backoff = Duration::from_millis(200);
+    let ua = loop {
+        match sign_in(&lab, &cli, at).await {
+            Ok(ua) => break ua,
+            // A client that is to stay signed in waits for the lab to come up, as real
+            // clients retry; a one-shot sender says at once that its request failed.
+            Err(e) if cli.retry => {
+                info!(error = %format!("{e:#}"), ?backoff, "sign-in failed; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                for (method, to) in [
+                    ("MESSAGE", &cli.message_to),
+                    ("INVITE", &cli.call),
+                    ("OPTIONS", &cli.options),
+                ] {
+                    if let Some(to) = to {
+                        emit(
+                            &json!({"event": "response", "method": method, "to": to, "status": 503,
+                            "reason": format!("Service Unavailable (sign-in failed: {e:#})")}),
+                        );
+                    }
+                }
+                return Err(e);
+            }
+        }
+    };
     let mut current = ua.registration();
     emit(&registered(&ua, ua.registered_via(), current.as_ref()));
 
@@ -153,6 +173,21 @@ async fn main() -> Result<()> {
         bail!("a request got no final response");
     }
     Ok(())
+}
+
+/// Discovery, then REGISTER (following redirects).
+async fn sign_in(lab: &Lab, cli: &Cli, at: At) -> Result<Ua> {
+    let (mut cfg, found) =
+        client_config(lab, &Certs::Dir(cli.certs.clone()), &cli.user, at).await?;
+    emit(&discovered(&found));
+    if let (Some(server), Some(name)) = (&cli.server, &cli.server_name) {
+        cfg.server = server_addr(lab, cfg.bind_ip, server).await?;
+        cfg.server_name = name.clone();
+    }
+    info!(user = %cli.user, bind = %cfg.bind_ip, server = %cfg.server, name = %cfg.server_name, "starting");
+    Ua::start(cfg)
+        .await
+        .with_context(|| format!("{} could not sign in", cli.user))
 }
 
 /// `HOST:PORT`, the host an address or a name the lab resolves from where the client sits.

@@ -117,8 +117,7 @@ impl LabRun {
     pub async fn sign_in_everyone(&self) -> Result<Vec<(String, SignInReport)>, RunError> {
         let mut out = Vec::new();
         for place in self.lab.placements() {
-            let index = usize::from(place.name.at == At::External);
-            let Some(user) = self.lab.users_at(place.name).nth(index) else {
+            let Some(user) = self.lab.resident(place.name) else {
                 continue;
             };
             if let Some(report) = self.place(&user.aor, place.name.at).await? {

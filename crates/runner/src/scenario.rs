@@ -55,13 +55,9 @@ async fn run_row(run: &LabRun, path: &Path) -> Row {
         path.from,
         path.to
     );
-    let senders: Vec<String> = lab.users_at(path.from).map(|u| u.aor.clone()).collect();
-    let receivers: Vec<String> = lab.users_at(path.to).map(|u| u.aor.clone()).collect();
-    let sender = senders.first().cloned().unwrap_or_default();
-    let receiver = receivers
-        .iter()
-        .find(|r| **r != sender)
-        .cloned()
+    let (sender, receiver) = lab
+        .parties(path)
+        .map(|(s, r)| (s.aor.clone(), r.aor.clone()))
         .unwrap_or_default();
     let mut row = Row {
         scenario,

@@ -9,7 +9,7 @@ use crate::file::LabFile;
 use crate::model::{
     ClientPlace, DnsView, Domain, Identity, Interface, Network, Node, Path, RecordData, User,
 };
-use crate::names::Placement;
+use crate::names::{At, Placement};
 
 /// deploy/lab.toml, built in.
 pub(crate) const REFERENCE_TOML: &str = include_str!(concat!(
@@ -193,6 +193,26 @@ impl Lab {
     /// Names an address back, e.g. a Via's sent-by: `203.0.113.11` is `E1x`.
     pub fn interface_by_addr(&self, ip: IpAddr) -> Option<&Interface> {
         self.interfaces.iter().find(|i| i.ip() == ip)
+    }
+
+    /// The user who sits at a placement when each of the article's eight places has its own
+    /// user: the first user of the class and company on the LAN, the second on the internet
+    /// (alice at A1i, adam at A1e, bella at B1i, ben at B1e, ...).
+    pub fn resident(&self, placement: Placement) -> Option<&User> {
+        self.users_at(placement)
+            .nth(usize::from(placement.at == At::External))
+    }
+
+    /// The sender and receiver of a path row: the resident of the sender's place, and of the
+    /// receiver's place another user of that class and company (a row like A1i -> A1i is
+    /// two users at one place).
+    pub fn parties(&self, path: &Path) -> Option<(&User, &User)> {
+        let sender = self.resident(path.from)?;
+        let receiver = match self.resident(path.to) {
+            Some(r) if r.aor != sender.aor => r,
+            _ => self.users_at(path.to).find(|u| u.aor != sender.aor)?,
+        };
+        Some((sender, receiver))
     }
 
     /// What the spec calls a Via host: an interface (`E1x`, by address or FQDN) or a client

@@ -1,57 +1,31 @@
-//! Calls: an INVITE, and the dialog a 2xx makes (RFC 3261 sections 12 and 13). Every proxy
-//! on the way Record-Routes an INVITE, so the ACK, in-dialog requests and the BYE follow the
-//! route set back along the same path, as the spec's section 6 requires.
+//! Calls: an INVITE and the dialog its 2xx makes (RFC 3261 sections 12 and 13), on either
+//! side. The caller gets its [`Call`] from [`Ua::invite`]; the callee gets one from
+//! [`Ua::next_call`] for every INVITE it answered with 200. Both send in the dialog the same
+//! way ([`Dialog`]): along the route set every proxy on the way recorded, so the ACK,
+//! in-dialog requests and the BYE take the INVITE's path, as the spec's section 6 requires.
+//!
+//! [`Ua::invite`]: crate::Ua::invite
+//! [`Ua::next_call`]: crate::Ua::next_call
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use siplab_sip::{Contact, HeaderName, Method, Uri};
+use siplab_sip::{HeaderName, Message, Method, Uri, reason_phrase};
 use siplab_transport::Destination;
 use tracing::{Instrument, info, info_span};
 
+use crate::dialog::{Dialog, Unusable};
 use crate::error::UaError;
 use crate::ids;
 use crate::request::{Head, OutRequest, contact_uri, sdp};
 use crate::transaction::Outcome;
 use crate::ua::Core;
 
-/// An INVITE this client sent: its final answer and, if that was a 2xx, the dialog.
+/// A call this client placed or answered: the INVITE's final response and, if that was a
+/// 2xx, this side of the dialog.
 pub struct Call {
     core: Arc<Core>,
     outcome: Outcome,
     dialog: Option<Dialog>,
-}
-
-/// The caller's side of a dialog.
-struct Dialog {
-    call_id: String,
-    /// From, with our tag.
-    local: String,
-    /// To, with the callee's tag.
-    remote: String,
-    /// The callee's Contact: the Request-URI of in-dialog requests.
-    target: Uri,
-    /// The Record-Route of the 2xx reversed; every proxy in it is a loose router (`lr`).
-    route: Vec<String>,
-    cseq: u32,
-}
-
-impl Dialog {
-    fn request(&self, method: Method, local: SocketAddr, cseq: u32) -> OutRequest {
-        let mut req = OutRequest::new(Head {
-            method,
-            uri: self.target.clone(),
-            local,
-            from: &self.local,
-            to: &self.remote,
-            call_id: &self.call_id,
-            cseq,
-        });
-        for route in &self.route {
-            req = req.header(HeaderName::Route, route.clone());
-        }
-        req
-    }
 }
 
 impl Call {
@@ -85,43 +59,17 @@ impl Call {
                     dialog: None,
                 });
             }
-            let response = &outcome.response;
-            let bad = |what, error| UaError::BadResponse { what, error };
-            let remote = response
-                .headers
-                .value(&HeaderName::To)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default();
-            let target = response
-                .contacts()
-                .map_err(|e| bad("Contact", e))?
-                .into_iter()
-                .find_map(|c| match c {
-                    Contact::Addr(a) => Some(a.uri),
-                    Contact::Star => None,
-                })
-                .ok_or(UaError::NoContact {
-                    status: outcome.status,
-                })?;
-            let mut route: Vec<String> = response
-                .headers
-                .elements(&HeaderName::RecordRoute)
-                .unwrap_or_default()
-                .iter()
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .collect();
-            route.reverse();
-            let dialog = Dialog {
-                call_id: call_id.clone(),
-                local,
-                remote,
-                target,
-                route,
-                cseq: 1,
-            };
-            // The ACK for a 2xx is a transaction of its own (RFC 3261 13.2.2.4): a new
-            // branch, the INVITE's CSeq number, along the route set.
-            let ack = dialog.request(Method::Ack, conn.local, 1).empty();
+            let dialog = Dialog::as_caller(&call_id, local, 1, &outcome.response).map_err(
+                |why| match why {
+                    Unusable::NoContact => UaError::NoContact {
+                        status: outcome.status,
+                    },
+                    Unusable::Bad { what, error } => UaError::BadResponse { what, error },
+                },
+            )?;
+            // Open before the ACK leaves: once the callee has it, it may send in the dialog.
+            core.dialogs.open(dialog.id.clone());
+            let ack = dialog.ack(conn.local);
             core.transport
                 .send(&Destination::Flow(conn.flow.clone()), ack.msg.to_bytes())
                 .await?;
@@ -136,26 +84,72 @@ impl Call {
         .await
     }
 
-    /// The INVITE's final response.
+    /// The callee's call: the INVITE was answered with `ok`, after the provisional
+    /// responses in `provisional`; the dialog is open already.
+    pub(crate) fn answered(
+        core: Arc<Core>,
+        ok: Message,
+        provisional: Vec<u16>,
+        dialog: Dialog,
+    ) -> Call {
+        let status = ok.status().unwrap_or(200);
+        let outcome = Outcome {
+            status,
+            reason: reason_phrase(status).into(),
+            provisional,
+            response: ok,
+        };
+        Call {
+            core,
+            outcome,
+            dialog: Some(dialog),
+        }
+    }
+
+    /// The INVITE's final response: the one received (caller) or sent (callee).
     pub fn outcome(&self) -> &Outcome {
         &self.outcome
     }
 
+    /// Whether the call has a dialog that has not ended: it was answered with 2xx and no
+    /// BYE has been sent or received in it since.
     pub fn is_established(&self) -> bool {
-        self.dialog.is_some()
+        self.dialog
+            .as_ref()
+            .is_some_and(|d| self.core.dialogs.is_live(&d.id))
     }
 
-    /// The route set in-dialog requests carry, first hop first.
+    /// The Call-ID of the INVITE.
+    pub fn call_id(&self) -> &str {
+        self.dialog.as_ref().map_or_else(
+            || {
+                self.outcome
+                    .response
+                    .call_id()
+                    .ok()
+                    .and_then(|c| std::str::from_utf8(c).ok())
+                    .unwrap_or_default()
+            },
+            |d| &d.id.call_id,
+        )
+    }
+
+    /// The route set in-dialog requests carry, first hop first: the Record-Route of the 2xx
+    /// reversed for the caller, the INVITE's Record-Route in order for the callee.
     pub fn route_set(&self) -> &[String] {
         self.dialog.as_ref().map_or(&[], |d| &d.route)
     }
 
     /// A MESSAGE inside the dialog: it takes the route set, not the way a new request would.
+    ///
+    /// Fails with [`UaError::DialogEnded`] once a BYE was sent or received in the dialog,
+    /// without sending anything.
     pub async fn message(&mut self, text: &str) -> Result<Outcome, UaError> {
         self.in_dialog(Method::Message, Some(text)).await
     }
 
-    /// Ends the call.
+    /// Hangs up: a BYE along the route set. The dialog ends as the BYE leaves (15.1.1),
+    /// whatever the answer.
     pub async fn bye(mut self) -> Result<Outcome, UaError> {
         self.in_dialog(Method::Bye, None).await
     }
@@ -163,14 +157,28 @@ impl Call {
     async fn in_dialog(&mut self, method: Method, text: Option<&str>) -> Result<Outcome, UaError> {
         let status = self.outcome.status;
         let dialog = self.dialog.as_mut().ok_or(UaError::NoDialog { status })?;
+        let dialogs = &self.core.dialogs;
+        if !dialogs.is_live(&dialog.id) {
+            return Err(UaError::DialogEnded {
+                call_id: dialog.id.call_id.clone(),
+                method: method.to_string(),
+            });
+        }
+        if method == Method::Bye {
+            dialogs.end(&dialog.id);
+        }
         let conn = self.core.current_flow()?;
-        dialog.cseq += 1;
-        let req = dialog.request(method, conn.local, dialog.cseq);
+        let req = dialog.next_request(method, conn.local);
         let req = match text {
             Some(text) => req.body("text/plain", text.to_owned()),
             None => req.empty(),
         };
-        let span = info_span!("call", call_id = %dialog.call_id);
-        self.core.transact(&conn, req).instrument(span).await
+        let span = info_span!("call", call_id = %dialog.id.call_id);
+        let outcome = self.core.transact(&conn, req).instrument(span).await?;
+        // The far end does not know the dialog (any more), or nobody answers in it (12.2.1.2).
+        if matches!(outcome.status, 408 | 481) {
+            dialogs.end(&dialog.id);
+        }
+        Ok(outcome)
     }
 }

@@ -35,4 +35,8 @@ pub enum UaError {
     },
     #[error("the INVITE got {status}: there is no dialog to send in")]
     NoDialog { status: u16 },
+    #[error(
+        "no {method} sent: the dialog of call {call_id} has ended (a BYE was sent or received)"
+    )]
+    DialogEnded { call_id: String, method: String },
 }

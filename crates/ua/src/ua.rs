@@ -13,6 +13,7 @@ use tracing::{Instrument, debug, info, info_span};
 
 use crate::call::Call;
 use crate::config::UaConfig;
+use crate::dialog::Dialogs;
 use crate::error::UaError;
 use crate::ids;
 use crate::registration::{Registration, SignIn, Target};
@@ -23,6 +24,10 @@ use crate::uas::{self, Received};
 /// Received requests kept for the reader of [`Ua::next_received`]; beyond it they are
 /// dropped (and logged) rather than pile up in a client nobody reads.
 const RECEIVED_BACKLOG: usize = 1024;
+
+/// Answered calls kept for the reader of [`Ua::next_call`]; beyond it their [`Call`]s are
+/// dropped. Their dialogs stay open: the caller can still send in them and hang up.
+const CALL_BACKLOG: usize = 64;
 
 /// How long [`Ua::shutdown`] waits for the answer to its sign-out.
 const SIGN_OUT_WAIT: Duration = Duration::from_secs(2);
@@ -46,6 +51,10 @@ pub(crate) struct Core {
     registration: watch::Sender<Option<Registration>>,
     pub(crate) sign_in: Mutex<Option<SignIn>>,
     pub(crate) received: mpsc::Sender<Received>,
+    /// The calls this client answered, for [`Ua::next_call`].
+    pub(crate) calls: mpsc::Sender<Call>,
+    /// The dialogs this client is in, as caller or callee.
+    pub(crate) dialogs: Dialogs,
     /// INVITEs this client is ringing for, by branch, so a CANCEL can end them.
     pub(crate) ringing: Mutex<HashMap<String, oneshot::Sender<()>>>,
 }
@@ -103,6 +112,7 @@ impl Core {
 pub struct Ua {
     core: Arc<Core>,
     received: tokio::sync::Mutex<mpsc::Receiver<Received>>,
+    calls: tokio::sync::Mutex<mpsc::Receiver<Call>>,
     /// Hands transport events to the UAS and the transactions.
     dispatcher: JoinHandle<()>,
     /// Refreshes, pings, and signs in again.
@@ -125,6 +135,7 @@ impl Ua {
         let aor_uri = parse_uri(&format!("sip:{}", cfg.aor))?;
         let (transport, events) = Transport::new(cfg.limits);
         let (received_tx, received_rx) = mpsc::channel(RECEIVED_BACKLOG);
+        let (calls_tx, calls_rx) = mpsc::channel(CALL_BACKLOG);
         let core = Arc::new(Core {
             user: user.to_owned(),
             aor_uri,
@@ -138,6 +149,8 @@ impl Ua {
             registration: watch::Sender::new(None),
             sign_in: Mutex::new(None),
             received: received_tx,
+            calls: calls_tx,
+            dialogs: Dialogs::default(),
             ringing: Mutex::new(HashMap::new()),
             cfg,
         });
@@ -173,6 +186,7 @@ impl Ua {
         Ok(Ua {
             core,
             received: tokio::sync::Mutex::new(received_rx),
+            calls: tokio::sync::Mutex::new(calls_rx),
             dispatcher,
             keeper,
         })
@@ -258,6 +272,20 @@ impl Ua {
     /// The next request this client received (and answered), waiting up to `timeout`.
     pub async fn next_received(&self, timeout: Duration) -> Option<Received> {
         let mut rx = self.received.lock().await;
+        tokio::time::timeout(timeout, rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The next call this client answered with 200, waiting up to `timeout`: the callee's
+    /// side of the dialog, to send in it ([`Call::message`]) and hang up ([`Call::bye`]).
+    ///
+    /// The call comes out as the 200 leaves. The caller's dialog is confirmed when its ACK
+    /// arrives ([`Ua::next_received`]); a request sent before that may cross the 200 and
+    /// find no dialog at the caller yet (481), and RFC 3261 section 15 forbids a BYE then.
+    pub async fn next_call(&self, timeout: Duration) -> Option<Call> {
+        let mut rx = self.calls.lock().await;
         tokio::time::timeout(timeout, rx.recv())
             .await
             .ok()

@@ -1,6 +1,8 @@
 //! The user agent server (RFC 3261 section 8.2): every request that comes down the flow is
 //! recorded, with the Via chain that tells which way it came, and answered as a real client
-//! would, so that the proxies on the way see whole transactions.
+//! would, so that the proxies on the way see whole transactions. An INVITE answered with 200
+//! opens the callee's dialog (12.1.1); a request inside a dialog (its To has a tag) is
+//! answered only if that dialog is open, 481 otherwise (12.2.2), and a BYE ends it (15.1.2).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -10,6 +12,8 @@ use siplab_transport::{ConnInfo, Destination};
 use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::call::Call;
+use crate::dialog::{Dialog, DialogId, with_tag};
 use crate::ids;
 use crate::request::{contact_uri, sdp};
 use crate::ua::{Core, lock};
@@ -96,11 +100,8 @@ pub(crate) async fn handle(core: &Arc<Core>, conn: &Arc<ConnInfo>, req: Message)
         Err(error) => {
             warn!(%error, "invalid request");
             if req.method() != Some(Method::Ack) {
-                let mut resp = Message::response_to(&req, 400, reason_phrase(400));
-                let text = error.to_string().replace(['"', '\\'], "'");
-                resp.headers
-                    .push(HeaderName::new("Warning"), format!("399 siplab \"{text}\""));
-                send(core, conn, resp).await;
+                let resp = Message::response_to(&req, 400, reason_phrase(400));
+                send(core, conn, with_warning(resp, &error.to_string())).await;
             }
             return;
         }
@@ -112,16 +113,29 @@ pub(crate) async fn handle(core: &Arc<Core>, conn: &Arc<ConnInfo>, req: Message)
         if core.received.try_send(received).is_err() {
             warn!("nobody reads what the client receives; record dropped");
         }
+        let dialog = DialogId::of_request(&req);
+        let unknown = dialog.as_ref().is_some_and(|d| !core.dialogs.is_live(d));
         match method {
             Method::Ack => debug!("ACK absorbed"),
-            Method::Message | Method::Options | Method::Info | Method::Notify | Method::Bye => {
+            Method::Cancel => cancel(core, conn, &req).await,
+            _ if unknown => {
+                info!("no such dialog");
+                respond(core, conn, &req, 481, &ids::tag()).await;
+            }
+            Method::Bye => {
+                if let Some(dialog) = &dialog {
+                    core.dialogs.end(dialog);
+                    info!("dialog ended by the far end");
+                }
+                respond(core, conn, &req, 200, &ids::tag()).await;
+            }
+            Method::Message | Method::Options | Method::Info | Method::Notify => {
                 respond(core, conn, &req, 200, &ids::tag()).await;
             }
             Method::Invite => {
                 let (core, conn) = (core.clone(), conn.clone());
                 tokio::spawn(answer_invite(core, conn, req).in_current_span());
             }
-            Method::Cancel => cancel(core, conn, &req).await,
             _ => {
                 let mut resp = response(&req, 405, &ids::tag());
                 resp.headers.push(HeaderName::Allow, ALLOW);
@@ -134,9 +148,28 @@ pub(crate) async fn handle(core: &Arc<Core>, conn: &Arc<ConnInfo>, req: Message)
 }
 
 /// 180, then after the ring time 200 with the dialog's Contact, the Record-Route copied
-/// (RFC 3261 12.1.1) and an SDP answer; or 487 if a CANCEL came first.
+/// (RFC 3261 12.1.1) and an SDP answer; or 487 if a CANCEL came first. The 200 to a new
+/// INVITE opens the callee's dialog and hands its [`Call`] to [`Ua::next_call`]; an INVITE
+/// that could not make a dialog (no Contact) is refused with 400. A re-INVITE (inside a
+/// dialog) is answered the same way in the dialog it belongs to.
+///
+/// [`Ua::next_call`]: crate::Ua::next_call
 async fn answer_invite(core: Arc<Core>, conn: Arc<ConnInfo>, req: Message) {
     let tag = ids::tag();
+    let dialog = if DialogId::of_request(&req).is_some() {
+        None
+    } else {
+        match Dialog::as_callee(&req, &tag) {
+            Ok(dialog) => Some(dialog),
+            Err(why) => {
+                warn!(%why, "INVITE refused");
+                let resp = response(&req, 400, &tag);
+                let why = format!("INVITE cannot make a dialog: {why}");
+                send(&core, &conn, with_warning(resp, &why)).await;
+                return;
+            }
+        }
+    };
     let branch = branch_of(&req);
     let (cancel_tx, cancelled) = oneshot::channel();
     lock(&core.ringing).insert(branch.clone(), cancel_tx);
@@ -161,8 +194,19 @@ async fn answer_invite(core: Arc<Core>, conn: Arc<ConnInfo>, req: Message) {
     ok.headers.push(HeaderName::Contact, contact);
     // `response` ended the headers with Content-Length 0; set_body replaces it.
     ok.set_body("application/sdp", sdp(conn.local.ip()));
-    send(&core, &conn, ok).await;
-    info!("answered");
+    let Some(dialog) = dialog else {
+        send(&core, &conn, ok).await;
+        info!("answered in the dialog");
+        return;
+    };
+    // Open before the 200 leaves: the caller's ACK and requests may follow at once.
+    core.dialogs.open(dialog.id.clone());
+    send(&core, &conn, ok.clone()).await;
+    info!(route = dialog.route.len(), "answered; dialog open");
+    let call = Call::answered(core.clone(), ok, vec![180], dialog);
+    if core.calls.try_send(call).is_err() {
+        debug!("nobody takes the calls this client answers; the dialog stays open");
+    }
 }
 
 /// CANCEL (RFC 3261 9.2): 200 and the INVITE ends with 487 if it still rings; 481 if there
@@ -190,9 +234,17 @@ fn response(req: &Message, code: u16, tag: &str) -> Message {
     let mut resp = Message::response_to(req, code, reason_phrase(code));
     let has_tag = req.to().is_ok_and(|to| to.tag().is_some());
     if let (false, Some(to)) = (has_tag, req.headers.value(&HeaderName::To)) {
-        let tagged = format!("{};tag={tag}", String::from_utf8_lossy(to));
+        let tagged = with_tag(&String::from_utf8_lossy(to), tag);
         resp.headers.set(HeaderName::To, tagged);
     }
+    resp
+}
+
+/// A response saying why in a Warning (RFC 3261 20.43), as siplab's servers do.
+fn with_warning(mut resp: Message, why: &str) -> Message {
+    let text = why.replace(['"', '\\'], "'");
+    resp.headers
+        .push(HeaderName::new("Warning"), format!("399 siplab \"{text}\""));
     resp
 }
 

@@ -156,9 +156,9 @@ impl Server {
         branch
     }
 
-    /// The same in the transaction `branch` (a CANCEL names its INVITE's).
+    /// The same in the transaction `branch` (a CANCEL names its INVITE's). An INVITE
+    /// carries a Contact, as it must to make a dialog.
     pub async fn send_in(&self, aor: &str, method: &str, branch: &str, vias_below: &[&str]) {
-        let flow = self.state.lock().unwrap().by_aor.get(aor).cloned().unwrap();
         let mut text = format!(
             "{method} sip:{aor} SIP/2.0\r\nVia: SIP/2.0/TLS {};branch={branch}\r\n",
             self.addr
@@ -169,11 +169,22 @@ impl Server {
         text.push_str(&format!(
             "Max-Forwards: 69\r\nFrom: <sip:server@test>;tag=s1\r\nTo: <sip:{aor}>\r\n\
              Call-ID: {branch}@test\r\nCSeq: 1 {method}\r\n\
-             Record-Route: <sip:{};transport=tls;lr>\r\nContent-Length: 0\r\n\r\n",
+             Record-Route: <sip:{};transport=tls;lr>\r\n",
             self.addr
         ));
+        if method == "INVITE" {
+            text.push_str("Contact: <sip:server@127.0.0.1:5061;transport=tls>\r\n");
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        self.send_text(aor, &text).await;
+    }
+
+    /// Sends a hand-written request down the flow `aor` registered on; its responses come
+    /// out of [`Server::next_response`] if its top Via names this server.
+    pub async fn send_text(&self, aor: &str, text: &str) {
+        let flow = self.state.lock().unwrap().by_aor.get(aor).cloned().unwrap();
         self.transport
-            .send(&Destination::Flow(flow), Bytes::from(text))
+            .send(&Destination::Flow(flow), Bytes::from(text.to_owned()))
             .await
             .unwrap();
     }
