@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use siplab_node::Certs;
 use siplab_pki::{CaStatus, LabCa, NodeIdentity, UserIdentity};
-use siplab_runner::{LabRun, Outcome, Row, SignInReport, run_rows};
+use siplab_runner::{LabRun, Outcome, run_rows};
 use siplab_topology::Lab;
 
 #[derive(Parser)]
@@ -182,8 +182,8 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
         let all = serde_json::json!({ "sign_ins": sign_ins, "rows": rows });
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
-        print_sign_ins(&sign_ins);
-        print_table(&rows);
+        print!("{}", siplab_runner::sign_in_table(&sign_ins));
+        print!("{}", siplab_runner::table(&rows));
         println!(
             "\n{matched} of {} rows match the article ({:.1} s, every hop mutual TLS on loopback).",
             rows.len(),
@@ -194,55 +194,6 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
-}
-
-fn print_sign_ins(sign_ins: &[(String, SignInReport)]) {
-    println!("Sign-in (section 4): discovery through the lab's DNS, then REGISTER");
-    for (place, s) in sign_ins {
-        let servers: Vec<String> = s
-            .servers
-            .iter()
-            .map(|(name, status)| {
-                format!("{name} {}", status.map_or("-".into(), |c| c.to_string()))
-            })
-            .collect();
-        println!(
-            "  {place:<4} {:<21} via {:<36} {}",
-            s.aor,
-            s.via,
-            servers.join(" -> ")
-        );
-    }
-    println!();
-}
-
-fn print_table(rows: &[Row]) {
-    println!(
-        "{:<5} {:<12} {:<58} {:<6}",
-        "row", "scenario", "path (article) / Via chain seen by the receiver, top first", "match"
-    );
-    for r in rows {
-        let (id, scenario) = r.scenario.split_once(' ').unwrap_or((&r.scenario, ""));
-        let verdict = match &r.outcome {
-            Outcome::Match => "yes".to_owned(),
-            Outcome::Mismatch => "NO".to_owned(),
-            Outcome::Failed(why) => format!("FAILED: {why}"),
-        };
-        println!(
-            "{:<5} {:<12} {:<58} {}",
-            id,
-            scenario,
-            r.article.join(" > "),
-            verdict
-        );
-        let seen: Vec<String> = r
-            .observed
-            .iter()
-            .zip(&r.observed_addresses)
-            .map(|(name, addr)| format!("{name} {addr}"))
-            .collect();
-        println!("{:<18} via: {}", "", seen.join(" | "));
-    }
 }
 
 async fn up(lab: Lab, dir: PathBuf) -> Result<()> {

@@ -4,8 +4,10 @@
 
 mod chain;
 mod lab;
+mod report;
 mod scenario;
 
 pub use chain::{expected_vias, name_of};
 pub use lab::{LabRun, RunError, SignInReport};
+pub use report::{sign_in_table, table};
 pub use scenario::{Outcome, Row, run_rows};

@@ -203,14 +203,14 @@ impl Lab {
             .nth(usize::from(placement.at == At::External))
     }
 
-    /// The sender and receiver of a path row: the resident of the sender's place, and of the
-    /// receiver's place another user of that class and company (a row like A1i -> A1i is
-    /// two users at one place).
+    /// The sender and receiver of a path row: the resident of the receiver's place, and the
+    /// resident of the sender's place, or, in a row like A1i -> A1i, the other user of its
+    /// class and company, sitting there too.
     pub fn parties(&self, path: &Path) -> Option<(&User, &User)> {
-        let sender = self.resident(path.from)?;
-        let receiver = match self.resident(path.to) {
-            Some(r) if r.aor != sender.aor => r,
-            _ => self.users_at(path.to).find(|u| u.aor != sender.aor)?,
+        let receiver = self.resident(path.to)?;
+        let sender = match self.resident(path.from) {
+            Some(s) if s.aor != receiver.aor => s,
+            _ => self.users_at(path.from).find(|u| u.aor != receiver.aor)?,
         };
         Some((sender, receiver))
     }

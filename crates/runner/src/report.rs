@@ -1,0 +1,68 @@
+//! The path table as text, for people: `siplab run` and the container test print it.
+
+use std::fmt::Write;
+
+use crate::lab::SignInReport;
+use crate::scenario::{Outcome, Row};
+
+/// The sign-ins (section 4): where discovery led each user and whom it registered with.
+pub fn sign_in_table(sign_ins: &[(String, SignInReport)]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Sign-in (section 4): discovery through the lab's DNS, then REGISTER"
+    );
+    for (place, s) in sign_ins {
+        let servers: Vec<String> = s
+            .servers
+            .iter()
+            .map(|(name, status)| {
+                format!("{name} {}", status.map_or("-".into(), |c| c.to_string()))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {place:<4} {:<21} via {:<36} {}",
+            s.aor,
+            s.via,
+            servers.join(" -> ")
+        );
+    }
+    let _ = writeln!(out);
+    out
+}
+
+/// The rows side by side with the article: the path it describes, the Via chain the
+/// receiver saw (names and addresses), and whether they match.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<5} {:<12} {:<58} {:<6}",
+        "row", "scenario", "path (article) / Via chain seen by the receiver, top first", "match"
+    );
+    for r in rows {
+        let (id, scenario) = r.scenario.split_once(' ').unwrap_or((&r.scenario, ""));
+        let verdict = match &r.outcome {
+            Outcome::Match => "yes".to_owned(),
+            Outcome::Mismatch => "NO".to_owned(),
+            Outcome::Failed(why) => format!("FAILED: {why}"),
+        };
+        let _ = writeln!(
+            out,
+            "{:<5} {:<12} {:<58} {}",
+            id,
+            scenario,
+            r.article.join(" > "),
+            verdict
+        );
+        let seen: Vec<String> = r
+            .observed
+            .iter()
+            .zip(&r.observed_addresses)
+            .map(|(name, addr)| format!("{name} {addr}"))
+            .collect();
+        let _ = writeln!(out, "{:<18} via: {}", "", seen.join(" | "));
+    }
+    out
+}

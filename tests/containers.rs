@@ -1,0 +1,272 @@
+//! The container test: the lab of docker-compose.yml, its segmented networks, and every
+//! row of the path table across the containers, asserted against the same expected data
+//! as the single-process lab. It needs a Docker engine, so it is ignored by default;
+//! `.ci/run` runs it when there is one:
+//!
+//!     cargo test --release --test containers -- --ignored --nocapture
+//!
+//! Senders are one-shot `siplab-client` runs inside the sender's container (its network, its
+//! address, discovery through the lab's DNS); receivers are the long-running client of the
+//! receiver's container, whose log holds one JSON line per request received.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use siplab_runner::{Outcome, Row, expected_vias, table};
+use siplab_topology::{At, Lab, Path, Placement};
+
+fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+}
+
+fn container(place: Placement) -> String {
+    format!("siplab-{}", place.to_string().to_ascii_lowercase())
+}
+
+fn at(place: Placement) -> &'static str {
+    match place.at {
+        At::Internal => "internal",
+        At::External => "external",
+    }
+}
+
+/// JSON lines of a process's output (log lines and other text are skipped).
+fn events(text: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Runs a one-shot client in `place`'s container as `user`, sending a MESSAGE.
+fn send(place: Placement, user: &str, to: &str, text: &str) -> Option<Value> {
+    let out = run(
+        "docker",
+        &[
+            "exec",
+            &container(place),
+            "siplab-client",
+            "--user",
+            user,
+            "--at",
+            at(place),
+            "--certs",
+            "/certs",
+            "--message-to",
+            to,
+            "--text",
+            text,
+            "--listen-for",
+            "0",
+        ],
+    );
+    events(&out.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "response")
+}
+
+/// The request with this body that the client of `place` logged, waiting a little for it.
+fn received(place: Placement, body: &str) -> Option<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let out = run("docker", &["logs", &container(place)]);
+        if let Some(e) = events(&out.stdout)
+            .into_iter()
+            .find(|e| e["event"] == "received" && e["body"] == body)
+        {
+            return Some(e);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+fn registrations(place: Placement) -> usize {
+    let out = run("docker", &["logs", &container(place)]);
+    events(&out.stdout)
+        .iter()
+        .filter(|e| e["event"] == "registered" && e["status"] == 200)
+        .count()
+}
+
+fn row(lab: &Lab, path: &Path, tag: &str) -> Row {
+    let (sender, receiver) = lab.parties(path).expect("row parties");
+    let text = format!(
+        "{tag} row {}{}",
+        path.id,
+        if path.mirrored { "m" } else { "" }
+    );
+    let mut r = Row {
+        scenario: format!(
+            "{}{} {} -> {}",
+            path.id,
+            if path.mirrored { "m" } else { "" },
+            path.from,
+            path.to
+        ),
+        mirrored: path.mirrored,
+        sender: sender.aor.clone(),
+        receiver: receiver.aor.clone(),
+        article: path.hops.iter().map(ToString::to_string).collect(),
+        expected: expected_vias(path),
+        observed: Vec::new(),
+        observed_addresses: Vec::new(),
+        outcome: Outcome::Failed(String::new()),
+    };
+    match send(path.from, &sender.aor, &receiver.aor, &text) {
+        Some(resp) if resp["status"] == 200 => {}
+        other => {
+            r.outcome = Outcome::Failed(format!("sender got {other:?}"));
+            return r;
+        }
+    }
+    let Some(got) = received(path.to, &text) else {
+        r.outcome = Outcome::Failed("the receiver logged nothing".into());
+        return r;
+    };
+    for v in got["via"].as_array().into_iter().flatten() {
+        r.observed
+            .push(v["name"].as_str().unwrap_or("?").to_owned());
+        r.observed_addresses
+            .push(v["sent_by"].as_str().unwrap_or("?").to_owned());
+    }
+    r.outcome = if r.observed == r.expected {
+        Outcome::Match
+    } else {
+        Outcome::Mismatch
+    };
+    r
+}
+
+/// Brings the lab down when the test ends, passed or not.
+struct Teardown;
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let _ = run("deploy/down", &[]);
+    }
+}
+
+#[test]
+#[ignore = "needs a Docker engine; .ci/run runs it when there is one"]
+fn the_lab_in_containers() {
+    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let _down = Teardown;
+    let started = Instant::now();
+    let up = Command::new("deploy/up").status().expect("deploy/up");
+    assert!(up.success(), "deploy/up failed");
+    println!(
+        "deploy/up: lab built and every client signed in after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let lab = Lab::reference().unwrap();
+    let tag = format!("{:x}", std::process::id());
+    let rows: Vec<Row> = lab
+        .paths_with_mirrors()
+        .iter()
+        .map(|p| row(&lab, p, &tag))
+        .collect();
+    print!("{}", table(&rows));
+    let bad: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.outcome != Outcome::Match)
+        .collect();
+    println!(
+        "{} of {} rows match the article across the containers",
+        rows.len() - bad.len(),
+        rows.len()
+    );
+    assert!(bad.is_empty(), "{bad:#?}");
+
+    // Segmentation: from the internet, no front end and no cloud pool can even be connected to,
+    // and the internet view of the DNS hides the internal names.
+    let a1e: Placement = "A1e".parse().unwrap();
+    let from_internet = container(a1e);
+    for target in ["R1", "R2", "CP"] {
+        let i = lab.interfaces_of(target).next().unwrap();
+        let addr = format!("{}:{}", i.address, i.ports.sip.unwrap());
+        let out = run(
+            "docker",
+            &[
+                "exec",
+                &from_internet,
+                "siplab",
+                "probe",
+                "connect",
+                &addr,
+                "--timeout",
+                "2",
+            ],
+        );
+        assert!(
+            !out.status.success(),
+            "{target} ({addr}) must be unreachable from the internet"
+        );
+        println!("segmentation: {from_internet} -> {target} {addr}: unreachable");
+    }
+    let source = lab.placement("A1e").unwrap().address.to_string();
+    let dns = |name: &str| {
+        run(
+            "docker",
+            &[
+                "exec",
+                &from_internet,
+                "siplab",
+                "probe",
+                "dns",
+                name,
+                "--source",
+                &source,
+            ],
+        )
+    };
+    for hidden in [
+        "pool01.contoso.test",
+        "lyncdiscoverinternal.contoso.test",
+        "sippool01.infra.lync.test",
+    ] {
+        assert!(
+            !dns(hidden).status.success(),
+            "{hidden} must not resolve in the internet view"
+        );
+        println!("segmentation: {hidden} does not resolve from the internet");
+    }
+    assert!(dns("sip.contoso.test").status.success());
+
+    // E1 goes away: A1e's messages fail with an error response; E1 comes back: A1e signs in
+    // again by itself and its messages flow.
+    let a1i: Placement = "A1i".parse().unwrap();
+    let (adam, alice) = ("adam@contoso.test", "alice@contoso.test");
+    let before = registrations(a1e);
+    assert!(run("docker", &["stop", "siplab-e1"]).status.success());
+    let failed =
+        send(a1e, adam, alice, &format!("{tag} while E1 is down")).expect("an answer, not silence");
+    assert_eq!(failed["status"], 503, "{failed}");
+    println!(
+        "E1 stopped: A1e's MESSAGE got {} {}",
+        failed["status"], failed["reason"]
+    );
+    assert!(run("docker", &["start", "siplab-e1"]).status.success());
+    let restarted = Instant::now();
+    while registrations(a1e) <= before {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(30),
+            "A1e did not sign in again"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "E1 started: A1e signed in again by itself after {:.1} s",
+        restarted.elapsed().as_secs_f64()
+    );
+    let text = format!("{tag} after E1 is back");
+    let ok = send(a1e, adam, alice, &text).expect("answered");
+    assert_eq!(ok["status"], 200, "{ok}");
+    assert!(received(a1i, &text).is_some(), "A1i got A1e's message");
+    println!("A1e -> A1i flows again");
+}
