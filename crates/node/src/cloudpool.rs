@@ -52,6 +52,11 @@ impl CloudPool {
         if !self.is_home(aor) {
             return Decision::Reply(Reply::because(404, format!("no hosted user {aor}")));
         }
+        if req.for_home_server() {
+            return Decision::Presence {
+                aor: aor.to_owned(),
+            };
+        }
         match req.location.lookup(aor) {
             Some(b) => Decision::forward(b.forward()),
             None => Decision::Reply(Reply::because(480, format!("{aor} is not signed in"))),

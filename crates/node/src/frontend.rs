@@ -106,6 +106,10 @@ impl Policy for FrontEnd {
             match self.lab.user(&aor) {
                 None => Decision::Reply(Reply::because(404, format!("no user {aor}"))),
                 // Its own users: directly, or through the edge's Path, down their own flow.
+                // Its presence is answered here, never by the user's client.
+                Some(u) if u.home.as_str() == self.node && req.for_home_server() => {
+                    Decision::Presence { aor }
+                }
                 Some(u) if u.home.as_str() == self.node => match req.location.lookup(&aor) {
                     Some(b) => Decision::forward(b.forward()),
                     None => Decision::Reply(Reply::because(480, format!("{aor} is not signed in"))),

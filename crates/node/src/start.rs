@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use siplab_proxy::{Location, OwnInterface, Policy, Proxy, ProxyConfig};
+use siplab_proxy::{Location, OwnInterface, Policy, PresenceServer, Proxy, ProxyConfig};
 use siplab_topology::{Lab, Role};
 use siplab_transport::{Limits, Transport};
 use tracing::info;
@@ -18,6 +18,8 @@ pub struct RunningNode {
     pub transport: Transport,
     /// The bindings of a registrar node.
     pub location: Arc<Location>,
+    /// The presence server of a home server: publications and subscriptions.
+    pub presence: Arc<PresenceServer>,
 }
 
 impl RunningNode {
@@ -72,7 +74,7 @@ pub async fn start_node(
         node: name.to_owned(),
         role: node.role.to_string(),
     };
-    let location = match node.role {
+    let (location, presence) = match node.role {
         Role::Frontend => run(
             FrontEnd::new(lab, name).ok_or_else(role_err)?,
             &transport,
@@ -102,18 +104,19 @@ pub async fn start_node(
         listening,
         transport,
         location,
+        presence,
     })
 }
 
-/// Starts the proxy core with a role's policy; returns its location service.
+/// Starts the proxy core with a role's policy; returns its location and presence services.
 fn run<P: Policy>(
     policy: P,
     transport: &Transport,
     own: Vec<OwnInterface>,
     config: ProxyConfig,
     events: tokio::sync::mpsc::Receiver<siplab_transport::Event>,
-) -> Arc<Location> {
+) -> (Arc<Location>, Arc<PresenceServer>) {
     let proxy = Proxy::new(policy, transport.clone(), own, config);
     proxy.spawn(events);
-    proxy.location().clone()
+    (proxy.location().clone(), proxy.presence().clone())
 }

@@ -20,6 +20,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::branch::{self, BranchMaker};
 use crate::policy::{Decision, Forward, Inbound, NextHop, Policy, Reply};
+use crate::presence::{self, PresenceServer, Subscription};
 use crate::registrar::{ExpiryBounds, Location};
 
 /// One of this node's interfaces, as the core writes it into Via, Record-Route and Path.
@@ -90,6 +91,7 @@ pub struct Proxy<P: Policy> {
     servers: Mutex<HashMap<String, ServerTxn>>,
     clients: Mutex<HashMap<String, ClientTxn>>,
     branches: BranchMaker,
+    presence: Arc<PresenceServer>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,10 +114,16 @@ impl<P: Policy> Proxy<P> {
             servers: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             branches: BranchMaker::default(),
+            presence: Arc::new(PresenceServer::default()),
         })
     }
 
     /// The location service (shared, so the node's owner can look at the bindings).
+    /// The presence server (what users published, who watches whom).
+    pub fn presence(&self) -> &Arc<PresenceServer> {
+        &self.presence
+    }
+
     pub fn location(&self) -> &Arc<Location> {
         &self.location
     }
@@ -156,12 +164,15 @@ impl<P: Policy> Proxy<P> {
                         Some(Event::Closed { conn }) => {
                             if conn.inbound {
                                 proxy.location.remove_flow(&conn.flow);
+                                // Users whose last binding went are offline now.
+                                proxy.notify_due(None).await;
                             }
                         }
                         None => return,
                     },
                     _ = sweep.tick() => {
                         proxy.location.sweep();
+                        proxy.notify_due(None).await;
                     }
                 }
             }
@@ -286,6 +297,10 @@ impl<P: Policy> Proxy<P> {
                 .await;
         }
         let (route_flow, next_route) = self.preprocess_routes(&mut msg, &conn);
+        // A refresh or an end of a subscription this node serves, in its dialog.
+        if method == Method::Subscribe && next_route.is_none() && self.presence.holds(&msg) {
+            return self.presence_request(&key, &msg, &conn, "").await;
+        }
         let inbound = Inbound {
             msg: &msg,
             conn: &conn,
@@ -310,6 +325,7 @@ impl<P: Policy> Proxy<P> {
                 self.reply(&key, r).await
             }
             Decision::Register { aor } => self.register(&key, &msg, &conn, &aor).await,
+            Decision::Presence { aor } => self.presence_request(&key, &msg, &conn, &aor).await,
             Decision::Forward(f) => self.forward(msg, *f, &key, hash, &conn).await,
         }
     }
@@ -384,7 +400,9 @@ impl<P: Policy> Proxy<P> {
         }
     }
 
-    async fn register(self: &Arc<Self>, key: &str, msg: &Message, conn: &ConnInfo, aor: &str) {
+    /// The identity a request may act for: what the node's own edge asserted, else the
+    /// client certificate's AOR. `Err` is the 403 for acting for anyone else.
+    fn authorise(&self, msg: &Message, conn: &ConnInfo, aor: &str) -> Result<(), Reply> {
         let asserted = if self.policy.trusts_assertion(conn) {
             msg.addresses(HeaderName::PAssertedIdentity)
                 .ok()
@@ -393,18 +411,147 @@ impl<P: Policy> Proxy<P> {
             None
         };
         let who = asserted.or_else(|| conn.identity.sip_aor().map(str::to_owned));
-        if who.as_deref() != Some(aor) {
-            let why = match who {
-                Some(w) => format!("REGISTER for {aor}, but the authenticated identity is {w}"),
-                None => format!("REGISTER for {aor} from a peer without a user identity"),
-            };
-            warn!(%why, "refused");
-            return self.reply(key, Reply::because(403, why)).await;
+        if who.as_deref() == Some(aor) {
+            return Ok(());
+        }
+        let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
+        let why = match who {
+            Some(w) => format!("{method} for {aor}, but the authenticated identity is {w}"),
+            None => format!("{method} for {aor} from a peer without a user identity"),
+        };
+        warn!(%why, "refused");
+        Err(Reply::because(403, why))
+    }
+
+    async fn register(self: &Arc<Self>, key: &str, msg: &Message, conn: &ConnInfo, aor: &str) {
+        if let Err(reply) = self.authorise(msg, conn, aor) {
+            return self.reply(key, reply).await;
         }
         let mut resp = self.location.register(msg, aor, &conn.flow);
         add_to_tag(&mut resp);
         info!(%aor, status = resp.status().unwrap_or_default(), "registrar");
         self.send_response(key, resp).await;
+        self.notify_due(Some(aor)).await;
+    }
+
+    /// PUBLISH and SUBSCRIBE for a user homed here (or in a subscription this node serves:
+    /// `aor` empty), answered by this node as the user's presence server.
+    async fn presence_request(
+        self: &Arc<Self>,
+        key: &str,
+        msg: &Message,
+        conn: &ConnInfo,
+        aor: &str,
+    ) {
+        let event = msg
+            .headers
+            .value(&HeaderName::Event)
+            .map(|e| String::from_utf8_lossy(e).into_owned());
+        if event
+            .as_deref()
+            .map(|e| e.split(';').next().unwrap_or("").trim())
+            != Some("presence")
+        {
+            let reply = Reply::because(489, "only the presence event package is served")
+                .with(HeaderName::AllowEvents, "presence");
+            return self.reply(key, reply).await;
+        }
+        let contact = self
+            .own_interface(&conn.interface)
+            .map(|i| format!("<sip:{}:{};transport=tls>", i.fqdn, i.addr.port()))
+            .unwrap_or_default();
+        let result = if msg.method() == Some(Method::Publish) {
+            if let Err(reply) = self.authorise(msg, conn, aor) {
+                return self.reply(key, reply).await;
+            }
+            self.presence.publish(msg, aor).map(|r| (r, aor.to_owned()))
+        } else {
+            self.presence
+                .subscribe(msg, aor, &contact)
+                .map(|(r, sub)| (r, sub.target))
+        };
+        match result {
+            Ok((mut resp, target)) => {
+                add_to_tag(&mut resp);
+                info!(target = %target, "presence");
+                self.send_response(key, resp).await;
+                self.notify_due(Some(&target)).await;
+            }
+            Err((code, why)) => self.reply(key, Reply::because(code, why)).await,
+        }
+    }
+
+    /// Sends the NOTIFYs that are due: to the watchers of `target` (of everyone when
+    /// `None`) whose user's state changed, or whose subscription just began or ended.
+    async fn notify_due(self: &Arc<Self>, target: Option<&str>) {
+        let location = self.location.clone();
+        let presence = self.presence.clone();
+        let due = self.presence.due(target, |aor| {
+            presence.state(aor, location.lookup(aor).is_some())
+        });
+        for (sub, state) in due {
+            let contact = self
+                .own
+                .first()
+                .map(|i| format!("<sip:{}:{};transport=tls>", i.fqdn, i.addr.port()))
+                .unwrap_or_default();
+            let req = presence::notify(&sub, &state, &contact);
+            info!(watcher = %sub.watcher, target = %sub.target, %state, "NOTIFY");
+            self.originate(req, &sub).await;
+        }
+    }
+
+    /// Sends a request this node makes itself (a NOTIFY) in a dialog: along its route set,
+    /// else to the remote target, which is a client registered here (its flow or Path).
+    async fn originate(self: &Arc<Self>, mut msg: Message, sub: &Subscription) {
+        let hop = match sub
+            .route_set
+            .first()
+            .and_then(|r| siplab_sip::NameAddr::parse(r.as_bytes()).ok())
+        {
+            Some(first) => match first.uri {
+                Uri::Sip(u) => Forward::to(NextHop::Uri(u)),
+                Uri::Other(_) => return warn!("route set with a non-SIP URI"),
+            },
+            None => match self.location.by_contact(&sub.remote_target) {
+                Some(b) => b.forward(),
+                None => {
+                    return warn!(watcher = %sub.watcher, "watcher unreachable: no route set and not registered here");
+                }
+            },
+        };
+        let (dest, out) = match self.destination(&hop.next_hop).await {
+            Ok(d) => d,
+            Err(reply) => return warn!(why = ?reply.warning, "NOTIFY not sent"),
+        };
+        for r in hop.routes.iter().rev() {
+            msg.headers.push_front(HeaderName::Route, r.clone());
+        }
+        let Some(out_if) = self.own_interface(&out).cloned() else {
+            return;
+        };
+        let branch = self.branches.make(branch::loop_hash(&msg));
+        msg.headers.push_front(
+            HeaderName::Via,
+            format!("SIP/2.0/TLS {};branch={branch}", out_if.addr),
+        );
+        let bytes = msg.to_bytes();
+        let timer = self.start_timer(branch.clone(), self.config.timer_b);
+        lock(&self.clients).insert(
+            branch.clone(),
+            ClientTxn {
+                server_key: format!("{ORIGINATED}{}", sub.call_id),
+                method: Method::Notify,
+                request: msg,
+                conn: None,
+                provisional: false,
+                timer: Some(timer),
+            },
+        );
+        if let Err(e) = self.transport.send(&dest, bytes).await {
+            lock(&self.clients).remove(&branch);
+            warn!(error = %e, "NOTIFY not sent");
+        }
     }
 
     async fn forward(
@@ -416,48 +563,9 @@ impl<P: Policy> Proxy<P> {
         conn: &Arc<ConnInfo>,
     ) {
         let method = msg.method().unwrap_or(Method::Ack);
-        let (dest, out) = match &f.next_hop {
-            NextHop::Flow(token) => match self.transport.flow(token) {
-                Some(c) => (Destination::Flow(token.clone()), c.interface.clone()),
-                None => {
-                    return self
-                        .reply(key, Reply::because(430, "the user's connection is gone"))
-                        .await;
-                }
-            },
-            NextHop::Uri(uri) => {
-                let host = match &uri.host {
-                    Host::Name(n) => n.clone(),
-                    Host::Ip(ip) => ip.to_string(),
-                };
-                let addr = match self.policy.resolve(&host, uri.port).await {
-                    Ok(a) => a,
-                    Err(e) => {
-                        return self
-                            .reply(
-                                key,
-                                Reply::because(503, format!("cannot resolve {host}: {e}")),
-                            )
-                            .await;
-                    }
-                };
-                let Some(iface) = self.policy.interface_towards(addr.ip()) else {
-                    return self
-                        .reply(
-                            key,
-                            Reply::because(503, format!("no interface reaches {addr}")),
-                        )
-                        .await;
-                };
-                (
-                    Destination::Peer {
-                        interface: iface.clone(),
-                        addr,
-                        server_name: host,
-                    },
-                    iface,
-                )
-            }
+        let (dest, out) = match self.destination(&f.next_hop).await {
+            Ok(d) => d,
+            Err(reply) => return self.reply(key, reply).await,
         };
         let (Some(out_if), Some(in_if)) = (
             self.own_interface(&out).cloned(),
@@ -571,6 +679,40 @@ impl<P: Policy> Proxy<P> {
         }
     }
 
+    /// Where a next hop is on the wire, and the interface a request to it leaves from; the
+    /// error is the answer the request gets when it cannot go there.
+    async fn destination(&self, hop: &NextHop) -> Result<(Destination, Arc<str>), Reply> {
+        match hop {
+            NextHop::Flow(token) => match self.transport.flow(token) {
+                Some(c) => Ok((Destination::Flow(token.clone()), c.interface.clone())),
+                None => Err(Reply::because(430, "the user's connection is gone")),
+            },
+            NextHop::Uri(uri) => {
+                let host = match &uri.host {
+                    Host::Name(n) => n.clone(),
+                    Host::Ip(ip) => ip.to_string(),
+                };
+                let addr = self
+                    .policy
+                    .resolve(&host, uri.port)
+                    .await
+                    .map_err(|e| Reply::because(503, format!("cannot resolve {host}: {e}")))?;
+                let iface = self
+                    .policy
+                    .interface_towards(addr.ip())
+                    .ok_or_else(|| Reply::because(503, format!("no interface reaches {addr}")))?;
+                Ok((
+                    Destination::Peer {
+                        interface: iface.clone(),
+                        addr,
+                        server_name: host,
+                    },
+                    iface,
+                ))
+            }
+        }
+    }
+
     fn start_timer(self: &Arc<Self>, branch: String, after: Duration) -> AbortHandle {
         let proxy = self.clone();
         tokio::spawn(async move {
@@ -585,6 +727,9 @@ impl<P: Policy> Proxy<P> {
             return;
         };
         warn!(%branch, method = %t.method, "no final response in time");
+        if let Some(call_id) = t.server_key.strip_prefix(ORIGINATED) {
+            return self.presence.drop_dialog(call_id);
+        }
         if t.method == Method::Invite && t.provisional {
             self.cancel_downstream(&t).await;
         }
@@ -684,6 +829,13 @@ impl<P: Policy> Proxy<P> {
                 .send(&Destination::Flow(conn.flow.clone()), ack.to_bytes())
                 .await;
         }
+        if let Some(call_id) = key.strip_prefix(ORIGINATED) {
+            // The answer to a request of our own: a watcher that is gone ends its subscription.
+            if matches!(code, 404 | 408 | 480 | 481) {
+                self.presence.drop_dialog(call_id);
+            }
+            return debug!(code, "answer to our NOTIFY");
+        }
         msg.headers.remove_first_value(&HeaderName::Via);
         info!(code, "relaying response");
         self.send_response(&key, msg).await;
@@ -742,6 +894,10 @@ impl<P: Policy> Proxy<P> {
             .await;
     }
 }
+
+/// The client transactions of requests this node made itself carry this before their
+/// Call-ID where forwarded ones carry the key of their server transaction.
+const ORIGINATED: &str = "originated:";
 
 /// The key of a server transaction (17.2.3): branch, sent-by and method; for a request
 /// without the RFC 3261 cookie, the whole top Via, Call-ID and CSeq number instead.

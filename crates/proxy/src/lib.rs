@@ -5,8 +5,10 @@
 mod branch;
 mod core;
 mod policy;
+mod presence;
 mod registrar;
 
 pub use crate::core::{OwnInterface, Proxy, ProxyConfig};
 pub use policy::{Decision, Forward, Inbound, NextHop, Policy, Reply};
+pub use presence::{PresenceServer, Subscription};
 pub use registrar::{Binding, ExpiryBounds, Location};

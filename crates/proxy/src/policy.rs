@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use siplab_sip::{HeaderName, Message, SipUri, Uri};
+use siplab_sip::{HeaderName, Message, Method, SipUri, Uri};
 use siplab_transport::{ConnInfo, FlowToken};
 
 use crate::registrar::Location;
@@ -29,6 +29,12 @@ pub struct Inbound<'a> {
 impl Inbound<'_> {
     pub fn request_uri(&self) -> Option<&SipUri> {
         self.msg.request_uri().and_then(Uri::as_sip)
+    }
+
+    /// Whether the user's home server answers this request itself rather than the user's
+    /// client: PUBLISH and SUBSCRIBE (presence, section 6).
+    pub fn for_home_server(&self) -> bool {
+        matches!(self.msg.method(), Some(Method::Publish | Method::Subscribe))
     }
 
     /// Whether the request came from a user's client (its certificate names a SIP URI).
@@ -119,6 +125,10 @@ pub enum Decision {
     },
     /// Answer here (OPTIONS addressed to this node).
     Local,
+    /// A PUBLISH or SUBSCRIBE for the presence of a user homed here: this node answers it.
+    Presence {
+        aor: String,
+    },
 }
 
 impl Decision {

@@ -20,3 +20,38 @@ pub fn expected_vias(path: &Path) -> Vec<String> {
     names.reverse();
     names
 }
+
+/// The way back: the hops of `hops` in reverse order, each edge hop on its other interface
+/// (a node sends from the interface facing the next hop: E1x one way is E1i the other way).
+pub fn reversed(lab: &Lab, hops: &[Hop]) -> Vec<Hop> {
+    hops.iter()
+        .rev()
+        .map(|h| match h {
+            Hop::Interface(i) => {
+                let node = lab.interface(i.as_str()).map(|x| x.node.clone());
+                let other = node.and_then(|n| {
+                    lab.interfaces_of(n.as_str())
+                        .find(|x| x.name != *i)
+                        .map(|x| x.name.clone())
+                });
+                Hop::Interface(other.unwrap_or_else(|| i.clone()))
+            }
+            client => client.clone(),
+        })
+        .collect()
+}
+
+/// Presence on a path (section 6): the SUBSCRIBE takes the path up to the watched user's
+/// home server, which answers; the NOTIFYs come back the other way. Returns the Vias the
+/// home server sees on the SUBSCRIBE and the Vias the watcher sees on a NOTIFY, top first.
+pub fn presence_vias(lab: &Lab, path: &Path, home: &str) -> Option<(Vec<String>, Vec<String>)> {
+    let at_home = |h: &Hop| matches!(h, Hop::Interface(i) if lab.interface(i.as_str()).is_some_and(|x| x.node.as_str() == home));
+    let end = path.hops.iter().rposition(at_home)?;
+    let up = &path.hops[..=end];
+    let names =
+        |hops: &[Hop]| -> Vec<String> { hops.iter().rev().map(ToString::to_string).collect() };
+    let subscribe = names(&up[..end]);
+    let back = reversed(lab, up);
+    let notify = names(&back[..back.len() - 1]);
+    Some((subscribe, notify))
+}

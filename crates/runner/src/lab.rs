@@ -132,6 +132,16 @@ impl LabRun {
         self.clients.lock().await.get(aor).map(|(_, ua)| ua.clone())
     }
 
+    /// Signs one user's client out (REGISTER with expires 0) and stops it.
+    pub async fn sign_out(&self, aor: &str) {
+        let removed = self.clients.lock().await.remove(aor);
+        if let Some((_, ua)) = removed
+            && let Some(ua) = Arc::into_inner(ua)
+        {
+            ua.shutdown().await;
+        }
+    }
+
     /// Signs every client out.
     pub async fn sign_out_all(&self) {
         let mut clients = self.clients.lock().await;

@@ -4,10 +4,12 @@
 
 mod chain;
 mod lab;
+mod presence;
 mod report;
 mod scenario;
 
-pub use chain::{expected_vias, name_of};
+pub use chain::{expected_vias, name_of, presence_vias, reversed};
 pub use lab::{LabRun, RunError, SignInReport};
+pub use presence::{PresenceRow, run_presence_rows};
 pub use report::{sign_in_table, table};
 pub use scenario::{Outcome, Row, run_rows};

@@ -11,6 +11,7 @@ mod framing;
 mod headers;
 mod message;
 mod name_addr;
+mod pidf;
 mod scan;
 mod uri;
 mod values;
@@ -21,6 +22,7 @@ pub use framing::{Frame, StreamDecoder};
 pub use headers::{Header, HeaderName, Headers};
 pub use message::{Limits, Message, StartLine, reason_phrase};
 pub use name_addr::NameAddr;
+pub use pidf::{PRESENCE_STATES, pidf, pidf_state};
 pub use uri::{Host, Params, SipUri, Uri, unescape};
 pub use values::{
     CSeq, Contact, ContactParams, Method, parse_call_id, parse_number, parse_option_tags,

@@ -17,7 +17,7 @@ use crate::dialog::Dialogs;
 use crate::error::UaError;
 use crate::ids;
 use crate::registration::{Registration, SignIn, Target};
-use crate::request::{Head, OutRequest};
+use crate::request::{Head, OutRequest, contact_uri};
 use crate::transaction::{self, Outcome, Transactions};
 use crate::uas::{self, Received};
 
@@ -55,6 +55,9 @@ pub(crate) struct Core {
     pub(crate) calls: mpsc::Sender<Call>,
     /// The dialogs this client is in, as caller or callee.
     pub(crate) dialogs: Dialogs,
+    /// The presence subscriptions this client made (Call-ID, our tag): their NOTIFYs are
+    /// in a dialog the SUBSCRIBE's 200 makes, and may overtake that 200 (RFC 6665 4.1.2.4).
+    pub(crate) watching: Mutex<std::collections::HashSet<(String, String)>>,
     /// INVITEs this client is ringing for, by branch, so a CANCEL can end them.
     pub(crate) ringing: Mutex<HashMap<String, oneshot::Sender<()>>>,
 }
@@ -151,6 +154,7 @@ impl Ua {
             received: received_tx,
             calls: calls_tx,
             dialogs: Dialogs::default(),
+            watching: Mutex::default(),
             ringing: Mutex::new(HashMap::new()),
             cfg,
         });
@@ -249,6 +253,44 @@ impl Ua {
             .core
             .out_of_dialog(Method::Message, aor_uri(to)?, &conn)
             .body("text/plain", text.to_owned());
+        self.core.transact(&conn, req).await
+    }
+
+    /// Publishes this user's presence (RFC 3903, PIDF) to its home server: `available`,
+    /// `busy` or `away`.
+    pub async fn publish(&self, state: &str) -> Result<Outcome, UaError> {
+        let conn = self.core.current_flow()?;
+        let entity = self.core.aor_uri.to_string();
+        let req = self
+            .core
+            .out_of_dialog(Method::Publish, self.core.aor_uri.clone(), &conn)
+            .header(HeaderName::Event, "presence")
+            .header(HeaderName::Expires, "600")
+            .body("application/pidf+xml", siplab_sip::pidf(&entity, state));
+        self.core.transact(&conn, req).await
+    }
+
+    /// Watches `target`'s presence (RFC 3856): its home server answers and NOTIFYs the
+    /// current state now and on every change; each NOTIFY is received like any request.
+    pub async fn subscribe(&self, target: &str, expires: u32) -> Result<Outcome, UaError> {
+        let conn = self.core.current_flow()?;
+        let req = self
+            .core
+            .out_of_dialog(Method::Subscribe, aor_uri(target)?, &conn)
+            .header(HeaderName::Event, "presence")
+            .header(HeaderName::Accept, "application/pidf+xml")
+            .header(
+                HeaderName::Contact,
+                format!("<{}>", contact_uri(&self.core.user, conn.local)),
+            )
+            .header(HeaderName::Expires, expires.to_string())
+            .empty();
+        if let (Ok(call_id), Some(tag)) = (
+            req.msg.call_id(),
+            req.msg.from().ok().and_then(|f| f.tag().map(str::to_owned)),
+        ) {
+            lock(&self.core.watching).insert((String::from_utf8_lossy(call_id).into_owned(), tag));
+        }
         self.core.transact(&conn, req).await
     }
 

@@ -114,6 +114,12 @@ pub(crate) async fn handle(core: &Arc<Core>, conn: &Arc<ConnInfo>, req: Message)
             warn!("nobody reads what the client receives; record dropped");
         }
         let dialog = DialogId::of_request(&req);
+        // A NOTIFY of a subscription of ours opens (or is in) its dialog.
+        if let (Method::Notify, Some(d)) = (&method, &dialog)
+            && lock(&core.watching).contains(&(d.call_id.clone(), d.local_tag.clone()))
+        {
+            core.dialogs.open(d.clone());
+        }
         let unknown = dialog.as_ref().is_some_and(|d| !core.dialogs.is_live(d));
         match method {
             Method::Ack => debug!("ACK absorbed"),
