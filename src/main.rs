@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use siplab_node::Certs;
 use siplab_pki::{CaStatus, LabCa, NodeIdentity, UserIdentity};
-use siplab_runner::{LabRun, Outcome, run_rows};
+use siplab_runner::{LabRun, Outcome, run_presence_rows, run_rows};
 use siplab_topology::Lab;
 
 #[derive(Parser)]
@@ -176,21 +176,29 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
         lab.paths_with_mirrors()
     };
     let rows = run_rows(&run, &paths).await;
+    let presence = run_presence_rows(&run, &paths).await;
     run.sign_out_all().await;
     let matched = rows.iter().filter(|r| r.outcome == Outcome::Match).count();
+    let presence_matched = presence
+        .iter()
+        .filter(|r| r.outcome == Outcome::Match)
+        .count();
     if json {
-        let all = serde_json::json!({ "sign_ins": sign_ins, "rows": rows });
+        let all = serde_json::json!({ "sign_ins": sign_ins, "rows": rows, "presence": presence });
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
         print!("{}", siplab_runner::sign_in_table(&sign_ins));
         print!("{}", siplab_runner::table(&rows));
+        print!("\n{}", siplab_runner::presence_table(&presence));
         println!(
-            "\n{matched} of {} rows match the article ({:.1} s, every hop mutual TLS on loopback).",
+            "\n{matched} of {} message rows and {presence_matched} of {} presence rows match the article \
+             ({:.1} s, every hop mutual TLS on loopback).",
             rows.len(),
+            presence.len(),
             started.elapsed().as_secs_f64()
         );
     }
-    if matched != rows.len() {
+    if matched != rows.len() || presence_matched != presence.len() {
         std::process::exit(1);
     }
     Ok(())

@@ -58,6 +58,12 @@ struct Cli {
     /// Send an OPTIONS to this URI or user.
     #[arg(long)]
     options: Option<String>,
+    /// Publish this presence state to the home server: available, busy or away.
+    #[arg(long)]
+    publish: Option<String>,
+    /// Watch this user's presence: every NOTIFY is printed with its Via chain.
+    #[arg(long)]
+    watch: Option<String>,
     /// Stop after this many seconds of listening (default: run until Ctrl-C).
     #[arg(long)]
     listen_for: Option<u64>,
@@ -125,6 +131,12 @@ async fn main() -> Result<()> {
     }
     if let Some(uri) = &cli.options {
         failed |= report("OPTIONS", uri, ua.options(uri).await);
+    }
+    if let Some(state) = &cli.publish {
+        failed |= report("PUBLISH", &cli.user, ua.publish(state).await);
+    }
+    if let Some(target) = &cli.watch {
+        failed |= report("SUBSCRIBE", target, ua.subscribe(target, 600).await);
     }
     if let Some(to) = &cli.call {
         match ua.invite(to).await {
@@ -302,5 +314,6 @@ fn received(lab: &Lab, got: &Received) -> Value {
         "route": got.route,
         "record_route": got.record_route,
         "body": got.body,
+        "presence": siplab_sip::pidf_state(got.body.as_bytes()),
     })
 }

@@ -11,5 +11,5 @@ mod scenario;
 pub use chain::{expected_vias, name_of, presence_vias, reversed};
 pub use lab::{LabRun, RunError, SignInReport};
 pub use presence::{PresenceRow, run_presence_rows};
-pub use report::{sign_in_table, table};
+pub use report::{presence_table, sign_in_table, table};
 pub use scenario::{Outcome, Row, run_rows};

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use crate::lab::SignInReport;
+use crate::presence::PresenceRow;
 use crate::scenario::{Outcome, Row};
 
 /// The sign-ins (section 4): where discovery led each user and whom it registered with.
@@ -63,6 +64,47 @@ pub fn table(rows: &[Row]) -> String {
             .map(|(name, addr)| format!("{name} {addr}"))
             .collect();
         let _ = writeln!(out, "{:<18} via: {}", "", seen.join(" | "));
+    }
+    out
+}
+
+/// The presence rows: the SUBSCRIBE's way to the home server and the NOTIFY's way back.
+pub fn presence_table(rows: &[PresenceRow]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Presence (section 6): SUBSCRIBE answered by the watched user's home server, NOTIFY back along the Record-Route set"
+    );
+    let _ = writeln!(
+        out,
+        "{:<5} {:<12} {:<5} {:<62} match",
+        "row",
+        "scenario",
+        "home",
+        "Vias seen: SUBSCRIBE at the home server / NOTIFY at the watcher"
+    );
+    for r in rows {
+        let (id, scenario) = r.scenario.split_once(' ').unwrap_or((&r.scenario, ""));
+        let verdict = match &r.outcome {
+            Outcome::Match => format!("yes ({})", r.state),
+            Outcome::Mismatch => format!(
+                "NO: expected {:?} / {:?}",
+                r.subscribe_expected, r.notify_expected
+            ),
+            Outcome::Failed(why) => format!("FAILED: {why}"),
+        };
+        let _ = writeln!(
+            out,
+            "{id:<5} {scenario:<12} {:<5} SUBSCRIBE {:<52} {verdict}",
+            r.home,
+            r.subscribe_observed.join(" | ")
+        );
+        let _ = writeln!(
+            out,
+            "{:<24} NOTIFY    {}",
+            "",
+            r.notify_observed.join(" | ")
+        );
     }
     out
 }
