@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use siplab_node::{Certs, RunningNode, client_config, start_node};
+use siplab_node::{Certs, Discover, RunningNode, client_config, start_node};
 use siplab_pki::LabCa;
 use siplab_proxy::ProxyConfig;
 use siplab_topology::{At, Hop, Lab};
@@ -50,8 +50,11 @@ impl TestLab {
         }
     }
 
+    /// The configuration of `aor`'s client at `at`, its server found through the DNS records
+    /// alone: these tests start only some nodes and look at SIP, so a cloud user meets its
+    /// front end's 301 (tests/autodiscover.rs signs in through autodiscover).
     pub async fn config(&self, aor: &str, at: At) -> UaConfig {
-        client_config(&self.lab, &self.certs, aor, at)
+        client_config(&self.lab, &self.certs, aor, at, Discover::DnsOnly)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .0

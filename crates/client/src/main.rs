@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 use siplab_dns::discovery::{Discovery, LabResolver};
-use siplab_node::{Certs, client_config, init_tracing};
+use siplab_node::{Certs, Discover, client_config, init_tracing};
 use siplab_topology::{At, Lab};
 use siplab_ua::{Outcome, Received, Registration, SignIn, Ua, UaError};
 use tracing::info;
@@ -46,6 +46,10 @@ struct Cli {
     /// The name the server's certificate must carry (with --server).
     #[arg(long, requires = "server")]
     server_name: Option<String>,
+    /// Find the server through the DNS records alone, skipping autodiscover: a cloud-hosted
+    /// user then registers with its company first and follows the 301 to the cloud.
+    #[arg(long)]
+    no_autodiscover: bool,
     /// Send a MESSAGE to this user.
     #[arg(long)]
     message_to: Option<String>,
@@ -189,8 +193,13 @@ async fn main() -> Result<()> {
 
 /// Discovery, then REGISTER (following redirects).
 async fn sign_in(lab: &Lab, cli: &Cli, at: At) -> Result<Ua> {
-    let (mut cfg, found) =
-        client_config(lab, &Certs::Dir(cli.certs.clone()), &cli.user, at).await?;
+    let how = if cli.no_autodiscover {
+        Discover::DnsOnly
+    } else {
+        Discover::Autodiscover
+    };
+    let certs = Certs::Dir(cli.certs.clone());
+    let (mut cfg, found) = client_config(lab, &certs, &cli.user, at, how).await?;
     emit(&discovered(&found));
     if let (Some(server), Some(name)) = (&cli.server, &cli.server_name) {
         cfg.server = server_addr(lab, cfg.bind_ip, server).await?;

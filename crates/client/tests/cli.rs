@@ -27,6 +27,7 @@ fn help_names_every_option() {
         "--at",
         "--server",
         "--server-name",
+        "--no-autodiscover",
         "--message-to",
         "--text",
         "--call",
@@ -93,7 +94,7 @@ async fn signs_in_sends_and_prints_what_it_receives() {
         certs.path(),
         &[NodeIdentity {
             name: "R1".into(),
-            dns_names: vec!["fe01.contoso.test".into()],
+            dns_names: vec!["fe01.contoso.test".into(), "pool01.contoso.test".into()],
             ips: vec![r1.ip()],
         }],
         &[UserIdentity {
@@ -108,13 +109,23 @@ async fn signs_in_sends_and_prints_what_it_receives() {
     transport.add_interface("R1", r1.ip(), tls);
     transport.listen("R1", r1).await.unwrap();
     tokio::spawn(front_end(transport, events, r1));
+    // The client finds R1 the way real clients do: through the lab's DNS.
+    let _dns = siplab_dns::DnsServer::start(&Lab::reference().unwrap().localized(SLOT))
+        .await
+        .unwrap();
 
     let dir = certs.path().to_owned();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(BIN)
             .args(["--slot", &SLOT.to_string(), "--certs"])
             .arg(dir)
-            .args(["--user", "alice@contoso.test", "--at", "internal"])
+            .args([
+                "--user",
+                "alice@contoso.test",
+                "--at",
+                "internal",
+                "--no-autodiscover",
+            ])
             .args(["--message-to", "adam@contoso.test", "--text", "hi"])
             .args(["--listen-for", "1"])
             .output()
@@ -129,13 +140,17 @@ async fn signs_in_sends_and_prints_what_it_receives() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3, "{lines:?}\n{stderr}");
+    assert_eq!(lines.len(), 4, "{lines:?}\n{stderr}");
+    let found = &lines[0];
+    assert_eq!(found["event"], "discovered");
+    assert_eq!(found["via"], "_sipinternaltls._tcp.contoso.test");
+    let lines = &lines[1..];
 
     let reg = &lines[0];
     assert_eq!(reg["event"], "registered");
     assert_eq!(reg["aor"], "alice@contoso.test");
     assert_eq!(reg["status"], 200);
-    assert_eq!(reg["via_servers"][0]["name"], "fe01.contoso.test");
+    assert_eq!(reg["via_servers"][0]["name"], "pool01.contoso.test");
     assert_eq!(reg["via_servers"][0]["addr"], r1.to_string());
     let local: SocketAddr = reg["local"].as_str().unwrap().parse().unwrap();
     let a1i: IpAddr = format!("127.1.{SLOT}.101").parse().unwrap();

@@ -1,5 +1,5 @@
 //! The lab's node roles as routing policies over the shared proxy core, and starting a node
-//! from the topology: its interfaces, certificates, listeners and proxy.
+//! from the topology: its interfaces, certificates, listeners, proxy and autodiscover service.
 //!
 //! Each role reads top-down in one routing function, in the order section 5 of the
 //! reference gives its reasons: [`frontend::FrontEnd`], [`edge::Edge`].
@@ -13,7 +13,7 @@ mod server;
 mod start;
 
 pub use certs::Certs;
-pub use client::{client_config, describe};
+pub use client::{Discover, client_config, describe};
 pub use cloudpool::CloudPool;
 pub use edge::Edge;
 pub use frontend::FrontEnd;
@@ -59,6 +59,8 @@ pub enum NodeError {
     Topology(String),
     #[error("DNS: {0}")]
     Dns(#[from] siplab_dns::DnsError),
+    #[error(transparent)]
+    Autodiscover(#[from] siplab_autodiscover::AutodiscoverError),
     #[error(transparent)]
     Transport(#[from] siplab_transport::TransportError),
 }

@@ -1,11 +1,12 @@
 //! Starting a node from the topology: one transport interface per topology interface, its
-//! listeners, and the proxy with the node's role as policy.
+//! listeners (the web one also serving autodiscover), and the proxy with the node's role as
+//! policy.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use siplab_proxy::{Location, OwnInterface, Policy, PresenceServer, Proxy, ProxyConfig};
-use siplab_topology::{Lab, Role};
+use siplab_topology::{Lab, Purpose, Role};
 use siplab_transport::{Limits, Transport};
 use tracing::info;
 
@@ -43,14 +44,37 @@ pub async fn start_node(
     let mut own = Vec::new();
     let mut listening = Vec::new();
     let identities = lab.node_identities();
+    // Autodiscover, where the topology gives the node a web port (section 4).
+    let autodiscover = if lab.interfaces_of(name).any(|i| i.ports.web.is_some()) {
+        let directory = siplab_autodiscover::Directory::for_node(lab, name)?;
+        Some(siplab_autodiscover::handler(Arc::new(directory)))
+    } else {
+        None
+    };
     for iface in lab.interfaces_of(name) {
         transport.add_interface(
             iface.name.as_str(),
             iface.ip(),
             certs.interface(lab, iface.name.as_str())?,
         );
+        // One listener per address: purposes sharing a port (client and web) share it.
+        let mut addrs: Vec<SocketAddr> = Vec::new();
         for (_, addr) in iface.sockets() {
-            let bound = transport.listen(iface.name.as_str(), addr).await?;
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        let web = iface.socket(Purpose::Web);
+        for addr in addrs {
+            let bound = match &autodiscover {
+                Some(handler) if web == Some(addr) => {
+                    let alpn = siplab_autodiscover::ALPN;
+                    transport
+                        .listen_with_alpn(iface.name.as_str(), addr, alpn, handler.clone())
+                        .await?
+                }
+                _ => transport.listen(iface.name.as_str(), addr).await?,
+            };
             listening.push((iface.name.to_string(), bound));
         }
         let names = identities

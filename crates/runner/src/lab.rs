@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use siplab_dns::{DnsServer, RunningDns};
-use siplab_node::{Certs, NodeError, RunningNode, client_config, start_node};
+use siplab_node::{Certs, Discover, NodeError, RunningNode, client_config, start_node};
 use siplab_proxy::ProxyConfig;
 use siplab_topology::{At, Lab, Role};
 use siplab_ua::{Ua, UaError};
@@ -19,14 +19,16 @@ pub const SIGN_IN: Duration = Duration::from_secs(10);
 pub enum RunError {
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error("load: {0}")]
+    Load(String),
     #[error("DNS server: {0}")]
     Dns(#[from] siplab_dns::DnsError),
     #[error("{aor} at {at:?}: {error}")]
     Client { aor: String, at: At, error: UaError },
 }
 
-/// How one client signed in: what discovery found (the records that answered) and the
-/// servers it registered with in turn (a 301 from the front end, then the cloud).
+/// How one client signed in: what discovery found (the records and autodiscover services
+/// that answered) and the servers it registered with in turn.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SignInReport {
     pub aor: String,
@@ -89,7 +91,8 @@ impl LabRun {
             at,
             error,
         };
-        let (cfg, found) = client_config(&self.lab, &self.certs, aor, at).await?;
+        let (cfg, found) =
+            client_config(&self.lab, &self.certs, aor, at, Discover::Autodiscover).await?;
         info!(%aor, ?at, server = %siplab_node::describe(&found), "discovered");
         let ua = Ua::start(cfg).await.map_err(err)?;
         let reg = ua.wait_registered(SIGN_IN).await.map_err(err)?;

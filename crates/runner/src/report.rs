@@ -11,7 +11,7 @@ pub fn sign_in_table(sign_ins: &[(String, SignInReport)]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Sign-in (section 4): discovery through the lab's DNS, then REGISTER"
+        "Sign-in (section 4): autodiscover or the lab's DNS records, then REGISTER"
     );
     for (place, s) in sign_ins {
         let servers: Vec<String> = s
@@ -23,7 +23,7 @@ pub fn sign_in_table(sign_ins: &[(String, SignInReport)]) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "  {place:<4} {:<21} via {:<36} {}",
+            "  {place:<4} {:<21} via {:<49} {}",
             s.aor,
             s.via,
             servers.join(" -> ")

@@ -171,6 +171,20 @@ fn node(lab: &Lab, node: &Node) -> Result<(), TopologyError> {
     if node.interfaces.is_empty() {
         return Err(invalid("has no interface".into()));
     }
+    // Autodiscover is served where clients look for it (section 4): front ends, edges and
+    // the cloud edge.
+    let serves_web = matches!(role, Role::Frontend | Role::Edge | Role::CloudEdge);
+    if let Some(web) = lab
+        .interfaces_of(node.name.as_str())
+        .find(|i| i.ports.web.is_some())
+        .filter(|_| !serves_web)
+    {
+        let problem = format!(
+            "a {role} serves no autodiscover, but interface {:?} has a web port",
+            web.name.as_str()
+        );
+        return Err(invalid(problem));
+    }
     match (needs.domain, &node.domain) {
         (true, None) => return Err(invalid(format!("a {role} needs a domain"))),
         (false, Some(_)) => return Err(invalid(format!("a {role} serves no single domain"))),
@@ -285,16 +299,26 @@ fn domains(lab: &Lab) -> Result<(), TopologyError> {
                 return Err(TopologyError::invalid(entry, problem));
             }
         }
-        let provider = lab.interfaces.iter().any(|i| {
-            i.fqdns.contains(&domain.hosting_provider)
-                && lab
-                    .node(i.node.as_str())
-                    .is_some_and(|n| n.role == Role::CloudEdge)
-        });
-        if !provider {
+        let cloud_edge_names = |name: &String, web: bool| {
+            lab.interfaces.iter().any(|i| {
+                i.fqdns.contains(name)
+                    && (!web || i.ports.web.is_some())
+                    && lab
+                        .node(i.node.as_str())
+                        .is_some_and(|n| n.role == Role::CloudEdge)
+            })
+        };
+        if !cloud_edge_names(&domain.hosting_provider, false) {
             let problem = format!(
                 "hosting_provider {:?} is no cloud edge interface's FQDN",
                 domain.hosting_provider
+            );
+            return Err(TopologyError::invalid(entry, problem));
+        }
+        if !cloud_edge_names(&domain.hosting_autodiscover, true) {
+            let problem = format!(
+                "hosting_autodiscover {:?} is no FQDN of a cloud edge interface with a web port",
+                domain.hosting_autodiscover
             );
             return Err(TopologyError::invalid(entry, problem));
         }
@@ -580,6 +604,24 @@ mod tests {
                 r#"aor = "adam@example.test""#
             ),
             r#"user "adam@example.test": domain "example.test" is not a SIP domain"#
+        );
+    }
+
+    #[test]
+    fn autodiscover_is_served_by_front_ends_and_edges_and_points_at_the_cloud() {
+        assert_eq!(
+            broken(
+                "fqdns = [\"sippool01.infra.lync.test\"]\nports = { sip = 5061 }",
+                "fqdns = [\"sippool01.infra.lync.test\"]\nports = { sip = 5061, web = 443 }"
+            ),
+            r#"node "CP": a cloud-pool serves no autodiscover, but interface "CP" has a web port"#
+        );
+        assert_eq!(
+            broken(
+                r#"hosting_autodiscover = "webdir.online.lync.test""#,
+                r#"hosting_autodiscover = "sipedge01.infra.lync.test""#
+            ),
+            r#"domain "contoso.test": hosting_autodiscover "sipedge01.infra.lync.test" is no FQDN of a cloud edge interface with a web port"#
         );
     }
 

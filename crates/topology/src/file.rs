@@ -147,12 +147,19 @@ impl LabFile {
                 ports: i.ports,
             }));
         }
+        let user_index = self
+            .user
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.aor.to_ascii_lowercase(), i))
+            .collect();
         Ok(Lab {
             slot: None,
             zones: self.zones,
             networks: self.network,
             domains: self.domain,
             users: self.user,
+            user_index,
             nodes,
             interfaces,
             places: self.client_place,

@@ -25,6 +25,8 @@ pub struct Lab {
     pub(crate) networks: Vec<Network>,
     pub(crate) domains: Vec<Domain>,
     pub(crate) users: Vec<User>,
+    /// Lower-case AOR -> index in `users`: a registrar asks for every request.
+    pub(crate) user_index: std::collections::HashMap<String, usize>,
     pub(crate) nodes: Vec<Node>,
     pub(crate) interfaces: Vec<Interface>,
     pub(crate) places: Vec<ClientPlace>,
@@ -147,7 +149,11 @@ impl Lab {
 
     /// A user by AOR (`alice@contoso.test`).
     pub fn user(&self, aor: &str) -> Option<&User> {
-        self.users.iter().find(|u| u.aor.eq_ignore_ascii_case(aor))
+        let i = match self.user_index.get(aor) {
+            Some(i) => *i,
+            None => *self.user_index.get(&aor.to_ascii_lowercase())?,
+        };
+        self.users.get(i)
     }
 
     /// The users that may sit at a placement: its company's users of its class.
@@ -368,8 +374,13 @@ mod tests {
             e1x.socket(Purpose::Sip),
             Some("203.0.113.11:5061".parse().unwrap())
         );
+        assert_eq!(e1x.socket(Purpose::Web), e1x.socket(Purpose::Client));
         assert_eq!(e1x.socket(Purpose::Dns), None);
-        assert_eq!(e1x.sockets().count(), 2);
+        assert_eq!(e1x.sockets().count(), 3);
+        assert_eq!(
+            lab.interface("R1").unwrap().socket(Purpose::Web),
+            Some("10.10.1.10:443".parse().unwrap())
+        );
 
         let r1 = lab.node("R1").unwrap();
         assert_eq!(r1.role, Role::Frontend);
@@ -558,6 +569,10 @@ mod tests {
         assert_eq!(
             e1x.socket(Purpose::Sip),
             Some("127.3.7.11:5061".parse().unwrap())
+        );
+        assert_eq!(
+            local.interface("R1").unwrap().socket(Purpose::Web),
+            Some("127.1.7.10:10443".parse().unwrap())
         );
         let dns = local.interface("DNS-cloud").unwrap();
         assert_eq!(

@@ -33,6 +33,10 @@ pub struct Domain {
     /// Where the edge sends this domain's users that are not homed on-premises (shared SIP
     /// address space), as the proxy FQDN the edge is configured with.
     pub hosting_provider: String,
+    /// The host of the hosting provider's autodiscover service (the AutodiscoverUrl of a
+    /// Skype for Business hosting provider), where this domain's autodiscover sends its
+    /// cloud-hosted users; it is reached on the web port of the interface carrying the name.
+    pub hosting_autodiscover: String,
 }
 
 /// A user (section 1).
@@ -146,7 +150,8 @@ impl Interface {
             .map(|port| SocketAddr::new(self.ip(), port))
     }
 
-    /// Every listening socket, with its purpose.
+    /// Every listening socket, with its purpose. Purposes on the same port (client and web)
+    /// name the same socket, once each.
     pub fn sockets(&self) -> impl Iterator<Item = (Purpose, SocketAddr)> + '_ {
         Purpose::ALL
             .into_iter()
@@ -161,12 +166,15 @@ pub enum Purpose {
     Sip,
     /// SIP over TLS for clients coming from the internet (443).
     Client,
+    /// HTTPS for autodiscover (443). Where it is also the client port, one listener serves
+    /// both and tells them apart by ALPN.
+    Web,
     /// DNS (53).
     Dns,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 3] = [Purpose::Sip, Purpose::Client, Purpose::Dns];
+    pub const ALL: [Purpose; 4] = [Purpose::Sip, Purpose::Client, Purpose::Web, Purpose::Dns];
 }
 
 /// An interface's listening ports by purpose.
@@ -175,6 +183,7 @@ impl Purpose {
 pub struct Ports {
     pub sip: Option<u16>,
     pub client: Option<u16>,
+    pub web: Option<u16>,
     pub dns: Option<u16>,
 }
 
@@ -183,6 +192,7 @@ impl Ports {
         match purpose {
             Purpose::Sip => self.sip,
             Purpose::Client => self.client,
+            Purpose::Web => self.web,
             Purpose::Dns => self.dns,
         }
     }
@@ -198,6 +208,7 @@ impl Ports {
         Ports {
             sip: self.sip.map(&map),
             client: self.client.map(&map),
+            web: self.web.map(&map),
             dns: self.dns.map(&map),
         }
     }

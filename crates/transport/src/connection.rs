@@ -63,6 +63,17 @@ pub struct ConnInfo {
     pub inbound: bool,
 }
 
+/// What is known about a connection a listener handed to another protocol by ALPN: it is
+/// not SIP, so it has no flow and is not in the connection table.
+#[derive(Debug, Clone)]
+pub struct ConnMeta {
+    /// The node interface whose listener accepted it.
+    pub interface: Arc<str>,
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    pub identity: PeerIdentity,
+}
+
 /// The table's handle on a live connection.
 pub(crate) struct Conn {
     pub(crate) info: Arc<ConnInfo>,

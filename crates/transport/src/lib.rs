@@ -4,7 +4,10 @@
 //! connection, and the limits and time-outs that keep one bad peer from costing the others.
 //!
 //! What arrives goes up as [`Event`]s on one channel; what goes down is addressed to a
-//! [`Destination`]: a flow (the very connection a client opened) or a peer address.
+//! [`Destination`]: a flow (the very connection a client opened) or a peer address. A
+//! listener may share its port with one other protocol, chosen by the client through ALPN
+//! ([`Transport::listen_with_alpn`]); such connections are handed over whole and never
+//! reach the SIP layer.
 
 mod connection;
 mod tls;
@@ -12,9 +15,9 @@ mod transport;
 
 use std::time::Duration;
 
-pub use connection::{ConnInfo, FlowToken};
+pub use connection::{ConnInfo, ConnMeta, FlowToken};
 pub use tls::{PeerIdentity, TlsConfig};
-pub use transport::{Destination, Event, Transport};
+pub use transport::{AlpnHandler, Destination, Event, Transport};
 
 /// Limits on everything that comes from outside.
 #[derive(Debug, Clone, Copy)]

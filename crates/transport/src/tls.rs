@@ -78,6 +78,21 @@ impl TlsConfig {
         })
     }
 
+    /// The same identity offering (as server) and asking for (as client) these ALPN
+    /// protocols. SIP over TLS negotiates none, so a listener that offers one can tell a
+    /// client asking for it (an HTTPS client: `http/1.1`) from a SIP client.
+    pub fn with_alpn(&self, protocols: &[&[u8]]) -> TlsConfig {
+        let protocols: Vec<Vec<u8>> = protocols.iter().map(|p| p.to_vec()).collect();
+        let mut server = (*self.server).clone();
+        server.alpn_protocols = protocols.clone();
+        let mut client = (*self.client).clone();
+        client.alpn_protocols = protocols;
+        TlsConfig {
+            server: Arc::new(server),
+            client: Arc::new(client),
+        }
+    }
+
     /// The same from files, with errors that name the file.
     pub fn from_files(ca: &Path, cert: &Path, key: &Path) -> Result<TlsConfig, TransportError> {
         let read = |p: &Path| {

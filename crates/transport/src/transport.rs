@@ -1,7 +1,9 @@
 //! A node's transport: its interfaces, listeners, connector and connection table.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::connection::{self, Conn, ConnInfo, FlowToken};
+use crate::connection::{self, Conn, ConnInfo, ConnMeta, FlowToken};
 use crate::tls::{PeerIdentity, TlsConfig};
 use crate::{Limits, TransportError};
 
@@ -40,6 +42,30 @@ pub enum Destination {
         addr: SocketAddr,
         server_name: String,
     },
+}
+
+/// Serves one connection a listener handed over by ALPN (see
+/// [`Transport::listen_with_alpn`]), for as long as it lasts.
+pub type AlpnHandler = Arc<
+    dyn Fn(
+            tokio_rustls::server::TlsStream<TcpStream>,
+            ConnMeta,
+        ) -> Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The other protocol a listener offers, and who serves it.
+struct Alpn {
+    protocol: Vec<u8>,
+    handler: AlpnHandler,
+}
+
+impl Alpn {
+    /// Whether the client of `tls` asked for this protocol (SIP clients ask for none).
+    fn chosen_by(&self, tls: &tokio_rustls::server::TlsStream<TcpStream>) -> bool {
+        tls.get_ref().1.alpn_protocol() == Some(self.protocol.as_slice())
+    }
 }
 
 struct Interface {
@@ -100,6 +126,34 @@ impl Transport {
 
     /// Listens on `addr` for the interface `name`; returns the bound address (port 0 picks one).
     pub async fn listen(&self, name: &str, addr: SocketAddr) -> Result<SocketAddr, TransportError> {
+        self.accept_on(name, addr, None).await
+    }
+
+    /// Listens like [`Transport::listen`] and also offers `protocol` by ALPN: a connection
+    /// whose client chooses it is handed to `handler`, one whose client asks for nothing (as
+    /// SIP clients do) stays SIP. Two services thus share one port, as autodiscover over
+    /// HTTPS (`http/1.1`) and clients' SIP share 443 on an edge. Handed-over connections
+    /// count against the connection limit until the handler returns.
+    pub async fn listen_with_alpn(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        protocol: &[u8],
+        handler: AlpnHandler,
+    ) -> Result<SocketAddr, TransportError> {
+        let alpn = Alpn {
+            protocol: protocol.to_vec(),
+            handler,
+        };
+        self.accept_on(name, addr, Some(Arc::new(alpn))).await
+    }
+
+    async fn accept_on(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        alpn: Option<Arc<Alpn>>,
+    ) -> Result<SocketAddr, TransportError> {
         let (iface, tls) = {
             let ifaces = lock(&self.inner.interfaces);
             let (k, i) = ifaces
@@ -113,6 +167,10 @@ impl Transport {
         };
         let listener = TcpListener::bind(addr).await.map_err(listen_err)?;
         let bound = listener.local_addr().map_err(listen_err)?;
+        let tls = match &alpn {
+            Some(alpn) => tls.with_alpn(&[&alpn.protocol]),
+            None => tls,
+        };
         let acceptor = TlsAcceptor::from(tls.server);
         let inner = self.inner.clone();
         let span = info_span!("listener", iface = %iface, addr = %bound);
@@ -128,11 +186,13 @@ impl Transport {
                             continue;
                         }
                     };
+                    // SIP messages are small and each is written whole: no Nagle delay.
+                    let _ = tcp.set_nodelay(true);
                     let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
                         warn!(%peer, limit = inner.limits.max_connections, "connection limit reached; refusing");
                         continue;
                     };
-                    let (inner, acceptor, iface) = (inner.clone(), acceptor.clone(), iface.clone());
+                    let (inner, acceptor, iface, alpn) = (inner.clone(), acceptor.clone(), iface.clone(), alpn.clone());
                     tokio::spawn(async move {
                         let hs = tokio::time::timeout(inner.limits.handshake_timeout, acceptor.accept(tcp)).await;
                         let tls = match hs {
@@ -148,6 +208,12 @@ impl Transport {
                             .map(PeerIdentity::from_certificate)
                             .unwrap_or_default();
                         let local = tls.get_ref().0.local_addr().unwrap_or(bound);
+                        if let Some(alpn) = alpn.filter(|a| a.chosen_by(&tls)) {
+                            debug!(%peer, "handed over by ALPN");
+                            let meta = ConnMeta { interface: iface, local, peer, identity };
+                            // The permit is held until the handler is done with the connection.
+                            return (alpn.handler)(tls, meta).await;
+                        }
                         inner.start(tokio_rustls::TlsStream::Server(tls), iface, local, peer, identity, true, permit);
                     });
                 }
@@ -295,6 +361,7 @@ impl Inner {
                 .await
                 .map_err(|_| err("connect timed out".into()))?
                 .map_err(|e| err(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().map_err(|e| err(e.to_string()))?;
         let tls = tokio::time::timeout(
             self.limits.handshake_timeout,

@@ -191,3 +191,84 @@ async fn pings_get_pongs_and_bad_requests_get_400_without_closing() {
         .unwrap();
     assert_eq!(&pong, b"\r\n");
 }
+
+/// One port, two protocols: a client that asks for `x-echo` by ALPN is handed to the echo
+/// handler with its identity; a SIP client on the same port (no ALPN) stays SIP.
+#[tokio::test]
+async fn a_listener_hands_an_alpn_client_over_and_keeps_sip_clients() {
+    let ca = LabCa::generate().unwrap();
+    // Slot 181 of the topology: addresses no other test uses.
+    let ip = "127.1.181.1".parse().unwrap();
+    let cert = ca
+        .issue_node(&NodeIdentity {
+            name: "srv".into(),
+            dns_names: vec!["srv.test".into()],
+            ips: vec![ip],
+        })
+        .unwrap();
+    let tls = TlsConfig::from_pem(
+        ca.cert_pem().as_bytes(),
+        cert.cert_pem.as_bytes(),
+        cert.key_pem.as_bytes(),
+    )
+    .unwrap();
+    let (server, mut server_events) = Transport::new(Limits::default());
+    server.add_interface("srv", ip, tls);
+    let handler: siplab_transport::AlpnHandler = Arc::new(|mut tls, meta| {
+        Box::pin(async move {
+            let mut line = vec![0u8; 5];
+            if tls.read_exact(&mut line).await.is_ok() {
+                let who = meta.identity.sip_aor().unwrap_or("nobody").to_owned();
+                let reply = format!(
+                    "{} from {who} on {}",
+                    String::from_utf8_lossy(&line),
+                    meta.interface
+                );
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        })
+    });
+    let addr = server
+        .listen_with_alpn("srv", SocketAddr::new(ip, 0), b"x-echo", handler)
+        .await
+        .unwrap();
+
+    // The other protocol, asked for by ALPN.
+    let alice = user_tls(&ca, "alice@contoso.test").with_alpn(&[b"x-echo"]);
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut echo = tokio_rustls::TlsConnector::from(alice.client)
+        .connect(ServerName::try_from("srv.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(echo.get_ref().1.alpn_protocol(), Some(&b"x-echo"[..]));
+    echo.write_all(b"hello").await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(5), echo.read_to_string(&mut reply))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert_eq!(reply, "hello from alice@contoso.test on srv");
+
+    // SIP on the same port, without ALPN.
+    let (client, _client_events) = Transport::new(Limits::default());
+    client.add_interface(
+        "adam",
+        "127.1.181.2".parse().unwrap(),
+        user_tls(&ca, "adam@contoso.test"),
+    );
+    let dest = Destination::Peer {
+        interface: "adam".into(),
+        addr,
+        server_name: "srv.test".into(),
+    };
+    client
+        .send(&dest, Bytes::from_static(OPTIONS.as_bytes()))
+        .await
+        .unwrap();
+    let (msg, conn) = next_message(&mut server_events).await.expect("SIP arrived");
+    assert_eq!(msg.method(), Some(siplab_sip::Method::Options));
+    assert_eq!(conn.identity.sip_aor(), Some("adam@contoso.test"));
+    // Only the SIP connection is in the table; the handed-over one has ended.
+    assert_eq!(server.connection_count(), 1);
+}

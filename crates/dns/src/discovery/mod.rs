@@ -30,34 +30,50 @@ pub struct Discovery {
 /// One question of a discovery.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
-    /// The name asked for.
+    /// The name asked for, or the URL of an autodiscover request.
     pub query: String,
-    /// `A` or `SRV`.
+    /// `A` or `SRV`; `GET` for an autodiscover request.
     pub record_type: &'static str,
-    /// What it resolved to (`A 127.1.0.10`, `SRV 0 0 5061 pool01.contoso.test`); `None` when
-    /// the asker's view has no such record (NXDOMAIN, or no record of the type).
+    /// What it resolved to (`A 127.1.0.10`, `SRV 0 0 5061 pool01.contoso.test`, `redirect
+    /// https://...`); `None` when the asker's view has no such record (NXDOMAIN, or no record
+    /// of the type), or the autodiscover service gave no usable answer.
     pub answer: Option<String>,
 }
 
-/// Finds the SIP server of `domain` for the client that `resolver` asks for, trying in the
-/// order real clients do and stopping at the first hit:
+/// The autodiscover names of a domain, `<name>.<domain>`, in the order clients try them:
+/// the internal one first, since only a client on the LAN resolves it.
+pub const AUTODISCOVER_NAMES: [&str; 2] = ["lyncdiscoverinternal", "lyncdiscover"];
+
+/// Finds the SIP server of `domain` for the client that `resolver` asks for through DNS
+/// alone, trying in the order real clients do and stopping at the first hit:
 ///
-/// 1. `lyncdiscoverinternal.<domain>` and `lyncdiscover.<domain>` (A): autodiscover, an HTTPS
-///    web service that would return the server's address. The lab does not run it, so a hit
-///    is only reported in [`Discovery::steps`] and discovery goes on, as a real client does
-///    when autodiscover does not answer.
-/// 2. `_sipinternaltls._tcp.<domain>`, then `_sip._tls.<domain>` (SRV), each target resolved
-///    by its A record.
-/// 3. The A records `sipinternal.<domain>` and `sip.<domain>` on the SIP port (5061), then
-///    `sipexternal.<domain>` on the client port (443).
+/// 1. `lyncdiscoverinternal.<domain>` and `lyncdiscover.<domain>` (A): where the autodiscover
+///    web service runs. DNS alone cannot ask it, so a hit is only reported in
+///    [`Discovery::steps`] and discovery goes on, as a real client does when autodiscover
+///    does not answer (the autodiscover crate asks the service first, then comes here).
+/// 2. and 3.: [`discover_by_records`].
 ///
 /// A name that does not resolve is an answer, recorded as a step; a failure to get any answer
 /// (timeout, refusal) ends discovery with that error.
 pub async fn discover(resolver: &LabResolver, domain: &str) -> Result<Discovery, DnsError> {
     let mut steps = Vec::new();
-    for autodiscover in ["lyncdiscoverinternal", "lyncdiscover"] {
+    for autodiscover in AUTODISCOVER_NAMES {
         a_step(resolver, &format!("{autodiscover}.{domain}"), &mut steps).await?;
     }
+    discover_by_records(resolver, domain, steps).await
+}
+
+/// The SIP records of sign-in discovery, after whatever `steps` already asked:
+///
+/// 2. `_sipinternaltls._tcp.<domain>`, then `_sip._tls.<domain>` (SRV), each target resolved
+///    by its A record.
+/// 3. The A records `sipinternal.<domain>` and `sip.<domain>` on the SIP port (5061), then
+///    `sipexternal.<domain>` on the client port (443).
+pub async fn discover_by_records(
+    resolver: &LabResolver,
+    domain: &str,
+    mut steps: Vec<Step>,
+) -> Result<Discovery, DnsError> {
     for service in ["_sipinternaltls._tcp", "_sip._tls"] {
         let via = format!("{service}.{domain}");
         for target in srv_step(resolver, &via, &mut steps).await? {
@@ -126,7 +142,7 @@ pub async fn federation_target(
 }
 
 /// Asks for the A record of `name` and records the step; `None` if there is none.
-async fn a_step(
+pub async fn a_step(
     resolver: &LabResolver,
     name: &str,
     steps: &mut Vec<Step>,
