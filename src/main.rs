@@ -49,6 +49,22 @@ enum Command {
         #[arg(long)]
         no_mirrors: bool,
     },
+    /// Load along rows of the path table in the one-process lab: MESSAGEs at fixed offered
+    /// rates (open loop), achieved rate and latency per row, to compare a long path with a
+    /// short one measured in the same run.
+    Bench {
+        #[arg(long, default_value_t = 1)]
+        slot: u8,
+        /// The rows to load, in the order given.
+        #[arg(long, value_delimiter = ',', default_value = "1,17")]
+        rows: Vec<u32>,
+        /// Offered MESSAGEs per second, one step each.
+        #[arg(long, value_delimiter = ',', default_value = "200,500,1000")]
+        rates: Vec<u32>,
+        /// Seconds per step.
+        #[arg(long, default_value_t = 5)]
+        duration: u64,
+    },
     /// Starts the whole lab on loopback and keeps it running for clients to use.
     Up {
         #[arg(long, default_value_t = 0)]
@@ -143,6 +159,12 @@ async fn main() -> Result<()> {
             json,
             no_mirrors,
         } => run(lab.localized(slot), json, no_mirrors).await,
+        Command::Bench {
+            slot,
+            rows,
+            rates,
+            duration,
+        } => bench(lab.localized(slot), &rows, &rates, duration).await,
         Command::Up { slot, certs: dir } => {
             certs(&lab, &dir, false)?;
             up(lab.localized(slot), dir).await
@@ -201,6 +223,43 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
     if matched != rows.len() || presence_matched != presence.len() {
         std::process::exit(1);
     }
+    Ok(())
+}
+
+async fn bench(lab: Lab, rows: &[u32], rates: &[u32], secs: u64) -> Result<()> {
+    logging("error");
+    let certs = Certs::Authority(Arc::new(LabCa::generate().context("making the lab CA")?));
+    let run = LabRun::start(lab.clone(), certs)
+        .await
+        .context("starting the lab")?;
+    println!(
+        "{:<16} {:>4} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}",
+        "row", "hops", "offered/s", "achieved/s", "ok", "failed", "p50 ms", "p99 ms"
+    );
+    for &rate in rates {
+        for &id in rows {
+            let path = lab
+                .paths()
+                .iter()
+                .find(|p| p.id == id)
+                .with_context(|| format!("no row {id}"))?;
+            let f =
+                siplab_runner::path_load(&run, path, rate, std::time::Duration::from_secs(secs))
+                    .await?;
+            println!(
+                "{:<16} {:>4} {:>9.0} {:>9.0} {:>7} {:>7} {:>9.2} {:>9.2}",
+                f.scenario,
+                f.hops,
+                f.offered_per_s,
+                f.achieved_per_s,
+                f.ok,
+                f.failed,
+                f.p50_ms,
+                f.p99_ms
+            );
+        }
+    }
+    run.sign_out_all().await;
     Ok(())
 }
 

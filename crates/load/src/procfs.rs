@@ -51,6 +51,14 @@ fn clock_ticks() -> f64 {
     if hz > 0 { hz as f64 } else { 100.0 }
 }
 
+/// The machine's cores, whatever this process's affinity (`taskset` for the generator must
+/// not hide the cores the proxy runs on).
+pub fn online_cores() -> usize {
+    // SAFETY: sysconf only reads a configuration value.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
+}
+
 /// utime + stime, fields 14 and 15 of /proc/PID/stat. The command name (field 2) may hold
 /// spaces and parentheses, so counting starts after its last ')'.
 fn parse_stat_ticks(stat: &str) -> Option<u64> {

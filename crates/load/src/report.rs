@@ -29,10 +29,10 @@ impl Reporter {
 /// The proxy's figures over a measuring window.
 #[derive(Debug, Clone, Copy)]
 pub struct ProxyFigures {
-    /// Cores it kept busy on average.
-    pub cores: f64,
+    /// Cores it kept busy on average (`None` over less than a second).
+    pub cores: Option<f64>,
     /// CPU time per answered unit.
-    pub cpu_us_per_unit: f64,
+    pub cpu_us_per_unit: Option<f64>,
     /// At the end of the step.
     pub memory: Memory,
 }
@@ -50,8 +50,9 @@ pub struct StepReport {
     /// when the proxy falls behind, since its backlog stretches the time to the last answer.
     pub achieved: f64,
     pub tally: Tally,
-    /// Cores the generator used during the window, of `threads`.
-    pub own_cores: f64,
+    /// Cores the generator used during the window, of `threads` (`None` over less than a
+    /// second).
+    pub own_cores: Option<f64>,
     pub threads: usize,
     pub machine_cores: usize,
     pub proxy: Option<ProxyFigures>,
@@ -61,24 +62,27 @@ impl StepReport {
     /// Why the figures may say more about the generator than about the proxy.
     pub fn generator_bound(&self) -> Vec<String> {
         let mut why = Vec::new();
-        if self.own_cores > 0.85 * self.threads as f64 {
+        let own = self.own_cores.unwrap_or_default();
+        if own > 0.85 * self.threads as f64 {
             why.push(format!(
-                "the generator used {:.2} of its {} threads' cores",
-                self.own_cores, self.threads
+                "the generator used {own:.2} of its {} threads' cores",
+                self.threads
             ));
         }
-        let slip = ms_at(&self.tally.slip, 0.99);
-        if slip > 5.0 {
+        // Slip is part of every latency (it counts from the scheduled time): it matters
+        // once it is a fair share of what the proxy is charged with.
+        let (slip, latency) = (ms_at(&self.tally.slip, 0.99), self.p99_ms());
+        if slip > 5.0 && slip > 0.25 * latency {
             why.push(format!(
-                "send times slipped behind schedule (p99 {slip:.1} ms)"
+                "send times slipped behind schedule (p99 {slip:.1} ms of a p99 latency of {latency:.1} ms)"
             ));
         }
-        if let Some(p) = self.proxy
-            && self.own_cores + p.cores > 0.9 * self.machine_cores as f64
+        if let Some(proxy) = self.proxy.and_then(|p| p.cores)
+            && own + proxy > 0.9 * self.machine_cores as f64
         {
             why.push(format!(
-                "generator ({:.2}) and proxy ({:.2}) kept all {} cores busy: they competed for CPU",
-                self.own_cores, p.cores, self.machine_cores
+                "generator ({own:.2}) and proxy ({proxy:.2}) kept all {} cores busy: they competed for CPU",
+                self.machine_cores
             ));
         }
         why
@@ -135,19 +139,25 @@ impl StepReport {
         if !t.teardown.is_empty() {
             s.push_str(&format!("\n  BYE latency ms: {}", lat(&t.teardown)));
         }
+        let or_short = |v: Option<f64>, digits: usize| {
+            v.map_or("(under 1 s: too short to tell)".to_owned(), |v| {
+                format!("{v:.digits$}")
+            })
+        };
         if let Some(p) = self.proxy {
             s.push_str(&format!(
-                "\n  proxy: {:.2} cores, {:.1} µs CPU per {}, RSS {:.1} MiB, PSS {:.1} MiB",
-                p.cores,
-                p.cpu_us_per_unit,
+                "\n  proxy: {} cores, {} µs CPU per {}, RSS {:.1} MiB, PSS {:.1} MiB",
+                or_short(p.cores, 2),
+                or_short(p.cpu_us_per_unit, 1),
                 self.unit,
                 p.memory.rss_kib as f64 / 1024.0,
                 p.memory.pss_kib as f64 / 1024.0
             ));
         }
         s.push_str(&format!(
-            "\n  generator: {:.2} cores of {} threads",
-            self.own_cores, self.threads
+            "\n  generator: {} cores of {} threads",
+            or_short(self.own_cores, 2),
+            self.threads
         ));
         let bound = self.generator_bound();
         if !bound.is_empty() {

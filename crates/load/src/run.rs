@@ -112,18 +112,21 @@ impl Run {
         let seconds = tally.last_answer.map_or(0.0, |last| {
             last.saturating_duration_since(first_due).as_secs_f64()
         });
-        let proxy = match (start.proxy_cpu, end.proxy_cpu, self.proxy_memory()?) {
-            (Some(a), Some(b), Some(memory)) => Some(ProxyFigures {
-                cores: (b - a) / cpu_seconds,
-                cpu_us_per_unit: if tally.answered == 0 {
-                    0.0
-                } else {
-                    (b - a) * 1e6 / tally.answered as f64
-                },
-                memory,
-            }),
+        // CPU time comes in clock ticks (10 ms): over less than a second it says little.
+        let cpu = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if cpu_seconds >= 1.0 => Some(b - a),
             _ => None,
         };
+        let proxy = self.proxy_memory()?.map(|memory| {
+            let used = cpu(start.proxy_cpu, end.proxy_cpu);
+            ProxyFigures {
+                cores: used.map(|c| c / cpu_seconds),
+                cpu_us_per_unit: used
+                    .filter(|_| tally.answered > 0)
+                    .map(|c| c * 1e6 / tally.answered as f64),
+                memory,
+            }
+        });
         let unit = if phase == "sign-in" {
             "REGISTER"
         } else {
@@ -141,7 +144,7 @@ impl Run {
                 0.0
             },
             tally,
-            own_cores: (end.own_cpu - start.own_cpu) / cpu_seconds,
+            own_cores: cpu(Some(start.own_cpu), Some(end.own_cpu)).map(|c| c / cpu_seconds),
             threads: self.threads,
             machine_cores: self.machine_cores,
             proxy,
@@ -233,7 +236,7 @@ pub async fn run(
         target: Target(args.pid.clone()),
         out,
         threads,
-        machine_cores: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        machine_cores: crate::procfs::online_cores(),
         args,
     };
     let args = &run.args;

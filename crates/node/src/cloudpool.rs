@@ -85,6 +85,7 @@ impl Policy for CloudPool {
             return Decision::Reply(Reply::new(400));
         };
         if ruri.user.is_some()
+            && self.lab.domain(&ruri.host.to_string()).is_none()
             && let Some(b) = req.location.by_contact(ruri)
         {
             return Decision::forward(b.forward());

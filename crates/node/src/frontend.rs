@@ -66,6 +66,7 @@ impl Policy for FrontEnd {
         };
         // An in-dialog request to a registered client's contact (its remote target).
         if ruri.user.is_some()
+            && self.lab.domain(&ruri.host.to_string()).is_none()
             && let Some(b) = req.location.by_contact(ruri)
         {
             return Decision::forward(b.forward());

@@ -81,6 +81,10 @@ impl Binding {
 #[derive(Debug, Default)]
 pub struct Location {
     bindings: Mutex<HashMap<String, Vec<Binding>>>,
+    /// Contact URI -> AOR, so that an in-dialog request to a client's contact finds its
+    /// binding without a scan. Entries are checked against the bindings on use and pruned
+    /// by the sweep, so a stale one costs nothing but its memory until then.
+    contacts: Mutex<HashMap<String, String>>,
     bounds: ExpiryBounds,
 }
 
@@ -88,6 +92,7 @@ impl Location {
     pub fn new(bounds: ExpiryBounds) -> Location {
         Location {
             bindings: Mutex::new(HashMap::new()),
+            contacts: Mutex::new(HashMap::new()),
             bounds,
         }
     }
@@ -212,6 +217,11 @@ impl Location {
         if existing.is_empty() {
             table.remove(aor);
         }
+        drop(table);
+        let mut contacts = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        for b in &current {
+            contacts.insert(b.contact.to_string(), aor.to_owned());
+        }
         Ok(current)
     }
 
@@ -229,19 +239,18 @@ impl Location {
 
     /// The binding whose contact is this URI: an in-dialog request's remote target.
     pub fn by_contact(&self, uri: &SipUri) -> Option<Binding> {
+        let aor = self
+            .contacts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&uri.to_string())?
+            .clone();
         let now = Instant::now();
-        let aor = uri.aor();
-        let table = self.lock();
-        let found = |list: &Vec<Binding>| {
-            list.iter()
-                .find(|b| b.expires_at > now && b.contact == *uri)
-                .cloned()
-        };
-        // Clients register their contact under their own AOR's user part, usually.
-        table
-            .get(&aor)
-            .and_then(found)
-            .or_else(|| table.values().find_map(found))
+        self.lock()
+            .get(&aor)?
+            .iter()
+            .find(|b| b.expires_at > now && b.contact == *uri)
+            .cloned()
     }
 
     /// Forgets every binding tied to a flow that closed: requests could not reach it.
@@ -261,6 +270,14 @@ impl Location {
             list.retain(|b| b.expires_at > now);
             !list.is_empty()
         });
+        self.contacts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|contact, aor| {
+                table
+                    .get(aor)
+                    .is_some_and(|l| l.iter().any(|b| b.contact.to_string() == *contact))
+            });
         table.values().map(Vec::len).sum()
     }
 }

@@ -4,12 +4,14 @@
 
 mod chain;
 mod lab;
+mod load;
 mod presence;
 mod report;
 mod scenario;
 
 pub use chain::{expected_vias, name_of, presence_vias, reversed};
 pub use lab::{LabRun, RunError, SignInReport};
+pub use load::{LoadFigures, path_load};
 pub use presence::{PresenceRow, run_presence_rows};
 pub use report::{presence_table, sign_in_table, table};
 pub use scenario::{Outcome, Row, run_rows};
