@@ -516,7 +516,9 @@ impl<P: Policy> Proxy<P> {
             None => match self.location.by_contact(&sub.remote_target) {
                 Some(b) => b.forward(),
                 None => {
-                    return warn!(watcher = %sub.watcher, "watcher unreachable: no route set and not registered here");
+                    // The watcher signed out or moved: its subscription ends.
+                    info!(watcher = %sub.watcher, "watcher gone (no route set, no binding here); subscription ended");
+                    return self.presence.drop_dialog(&sub.call_id);
                 }
             },
         };

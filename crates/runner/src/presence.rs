@@ -85,11 +85,15 @@ async fn presence_row(run: &LabRun, path: &Path, state: &str) -> PresenceRow {
         Err(e) => return fail(row, format!("PUBLISH: {e}")),
     }
     while w.next_received(Duration::ZERO).await.is_some() {}
-    match w.subscribe(&target, 600).await {
-        Ok(o) if o.status == 200 => {}
+    let call_id = match w.subscribe(&target, 600).await {
+        Ok(o) if o.status == 200 => o
+            .response
+            .call_id()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .unwrap_or_default(),
         Ok(o) => return fail(row, format!("SUBSCRIBE {} {}", o.status, o.reason)),
         Err(e) => return fail(row, format!("SUBSCRIBE: {e}")),
-    }
+    };
     let notify = loop {
         match w.next_received(Duration::from_secs(5)).await {
             Some(r) if r.method == Method::Notify => break r,
@@ -99,16 +103,14 @@ async fn presence_row(run: &LabRun, path: &Path, state: &str) -> PresenceRow {
     };
     row.notify_observed = notify.vias.iter().map(|v| name_of(lab, &v.host)).collect();
     row.state = siplab_sip::pidf_state(notify.body.as_bytes()).unwrap_or_default();
-    if let Some(node) = run.node(&home) {
-        let watcher_aor = watcher.clone();
-        if let Some(sub) = node
+    if let Some(node) = run.node(&home)
+        && let Some(sub) = node
             .presence
             .subscriptions()
             .into_iter()
-            .find(|s| s.watcher == watcher_aor && s.target == target)
-        {
-            row.subscribe_observed = sub.vias.iter().map(|h| name_of(lab, h)).collect();
-        }
+            .find(|s| s.call_id == call_id)
+    {
+        row.subscribe_observed = sub.vias.iter().map(|h| name_of(lab, h)).collect();
     }
     row.outcome = if row.subscribe_observed == row.subscribe_expected
         && row.notify_observed == row.notify_expected
