@@ -183,6 +183,70 @@ fn the_lab_in_containers() {
     );
     assert!(bad.is_empty(), "{bad:#?}");
 
+    // Sign-in through autodiscover: B1e asked lyncdiscover.contoso.test, was redirected to the
+    // cloud's service and registered with sipdir directly.
+    let b1e: Placement = "B1e".parse().unwrap();
+    let logs = run("docker", &["logs", &container(b1e)]);
+    let found = events(&logs.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "discovered")
+        .expect("B1e's discovery");
+    assert!(
+        found["via"]
+            .as_str()
+            .is_some_and(|v| v.contains("autodiscover")),
+        "{found}"
+    );
+    assert_eq!(found["server_name"], "sipdir.online.lync.test", "{found}");
+    println!(
+        "autodiscover: B1e signed in via {} at {}",
+        found["via"], found["server_name"]
+    );
+
+    // Federated presence: anna (fabrikam, LAN) watches alice (contoso, LAN); R1 answers and
+    // its NOTIFY comes back along the Record-Route set (row 9 mirrored).
+    let row9m = lab
+        .paths_with_mirrors()
+        .into_iter()
+        .find(|p| p.id == 9 && p.mirrored)
+        .unwrap();
+    let (_, notify_expected) = siplab_runner::presence_vias(&lab, &row9m, "R1").unwrap();
+    let a2i: Placement = "A2i".parse().unwrap();
+    let out = run(
+        "docker",
+        &[
+            "exec",
+            &container(a2i),
+            "siplab-client",
+            "--user",
+            "anna@fabrikam.test",
+            "--at",
+            "internal",
+            "--certs",
+            "/certs",
+            "--watch",
+            "alice@contoso.test",
+            "--listen-for",
+            "2",
+        ],
+    );
+    let notify = events(&out.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "received" && e["method"] == "NOTIFY")
+        .expect("a NOTIFY for anna");
+    let chain: Vec<String> = notify["via"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v["name"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    assert_eq!(chain, notify_expected, "NOTIFY along the route set");
+    assert_eq!(notify["presence"], "available");
+    println!(
+        "presence across federation: NOTIFY {} with Vias {chain:?}",
+        notify["presence"]
+    );
+
     // Segmentation: from the internet, no front end and no cloud pool can even be connected to,
     // and the internet view of the DNS hides the internal names.
     let a1e: Placement = "A1e".parse().unwrap();
