@@ -213,6 +213,8 @@ impl Location {
                 None => existing.push(binding),
             }
         }
+        // Most users have one device: a Vec grown by push keeps room for four bindings.
+        existing.shrink_to_fit();
         let current = existing.clone();
         if existing.is_empty() {
             table.remove(aor);
