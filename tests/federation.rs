@@ -9,15 +9,7 @@ use bytes::Bytes;
 use siplab_node::Certs;
 use siplab_pki::LabCa;
 use siplab_runner::LabRun;
-use siplab_topology::Lab;
 use siplab_transport::{Destination, Event, Limits, Transport};
-
-async fn lab(slot: u8) -> LabRun {
-    let lab = Lab::reference().unwrap().localized(slot);
-    LabRun::start(lab, Certs::Authority(Arc::new(LabCa::generate().unwrap())))
-        .await
-        .expect("lab starts")
-}
 
 const SPOOFED: &str = "MESSAGE sip:anna@fabrikam.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5061;branch=z9hG4bKspoof\r\nMax-Forwards: 70\r\nFrom: <sip:mallory@example.test>;tag=1\r\nTo: <sip:anna@fabrikam.test>\r\nCall-ID: spoof\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
 
@@ -55,7 +47,7 @@ async fn as_e1_to_e2(
 
 #[tokio::test]
 async fn a_federated_request_with_a_spoofed_from_domain_is_refused() {
-    let run = lab(120).await;
+    let run = common::whole_lab(120).await;
     let tls = run.certs.interface(&run.lab, "E1x").unwrap();
     let resp = as_e1_to_e2(&run, tls.clone(), SPOOFED)
         .await
@@ -78,7 +70,7 @@ async fn a_federated_request_with_a_spoofed_from_domain_is_refused() {
 
 #[tokio::test]
 async fn a_peer_with_a_certificate_from_another_ca_is_refused_at_the_handshake() {
-    let run = lab(121).await;
+    let run = common::whole_lab(121).await;
     let stranger = LabCa::generate().unwrap();
     let tls = Certs::Authority(Arc::new(stranger))
         .interface(&run.lab, "E1x")

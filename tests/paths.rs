@@ -5,12 +5,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use siplab_node::Certs;
-use siplab_pki::LabCa;
-use siplab_runner::{LabRun, Outcome, run_rows};
-use siplab_topology::Lab;
+use siplab_runner::{Outcome, run_rows};
 
 use common::{TestLab, received};
 use siplab_topology::At;
@@ -66,15 +61,8 @@ async fn path_04_a1e_to_a1e() {
     row(14, 4, At::External, At::External).await;
 }
 
-async fn whole_lab(slot: u8) -> LabRun {
-    let lab = Lab::reference().unwrap().localized(slot);
-    LabRun::start(lab, Certs::Authority(Arc::new(LabCa::generate().unwrap())))
-        .await
-        .expect("lab starts")
-}
-
 async fn whole_row(slot: u8, id: u32) {
-    let run = whole_lab(slot).await;
+    let run = common::whole_lab(slot).await;
     let path = run
         .lab
         .paths()
@@ -94,18 +82,8 @@ async fn whole_row(slot: u8, id: u32) {
     run.sign_out_all().await;
 }
 
-macro_rules! rows {
-    ($($name:ident = $slot:literal, $id:literal;)*) => {
-        $(
-            #[tokio::test]
-            async fn $name() {
-                whole_row($slot, $id).await;
-            }
-        )*
-    };
-}
-
 rows! {
+    whole_row:
     path_05_a1i_to_b1e = 105, 5;
     path_06_a1e_to_b1e = 106, 6;
     path_07_b1e_to_a1i = 107, 7;

@@ -2,24 +2,16 @@
 //! message to the watched user but ends at the user's home server, which answers it and
 //! sends the NOTIFYs back along the Record-Route set; the user's client never sees it.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use siplab_node::Certs;
-use siplab_pki::LabCa;
-use siplab_runner::{LabRun, Outcome, run_presence_rows};
+use siplab_runner::{Outcome, run_presence_rows};
 use siplab_sip::Method;
-use siplab_topology::{At, Lab};
-
-async fn lab(slot: u8) -> LabRun {
-    let lab = Lab::reference().unwrap().localized(slot);
-    LabRun::start(lab, Certs::Authority(Arc::new(LabCa::generate().unwrap())))
-        .await
-        .expect("lab starts")
-}
+use siplab_topology::At;
 
 async fn row(slot: u8, id: u32) {
-    let run = lab(slot).await;
+    let run = common::whole_lab(slot).await;
     let path = run
         .lab
         .paths()
@@ -52,18 +44,8 @@ async fn row(slot: u8, id: u32) {
     run.sign_out_all().await;
 }
 
-macro_rules! rows {
-    ($($name:ident = $slot:literal, $id:literal;)*) => {
-        $(
-            #[tokio::test]
-            async fn $name() {
-                row($slot, $id).await;
-            }
-        )*
-    };
-}
-
 rows! {
+    row:
     presence_01_a1i_to_a1i = 131, 1;
     presence_02_a1i_to_a1e = 132, 2;
     presence_05_a1i_to_b1e = 135, 5;
@@ -76,7 +58,7 @@ rows! {
 
 #[tokio::test]
 async fn presence_a_state_change_reaches_a_federated_watcher_and_offline_when_signed_out() {
-    let run = lab(150).await;
+    let run = common::whole_lab(150).await;
     // anna (fabrikam, A2i) watches alice (contoso, A1e): federation E2 <-> E1.
     run.place("alice@contoso.test", At::External).await.unwrap();
     run.place("anna@fabrikam.test", At::Internal).await.unwrap();

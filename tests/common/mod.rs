@@ -10,7 +10,7 @@ use std::time::Duration;
 use siplab_node::{Certs, Discover, RunningNode, client_config, start_node};
 use siplab_pki::LabCa;
 use siplab_proxy::ProxyConfig;
-use siplab_topology::{At, Hop, Lab};
+use siplab_topology::{At, Lab};
 use siplab_ua::{Received, Ua, UaConfig, ViaHop};
 
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -91,8 +91,7 @@ impl TestLab {
         vias.iter().map(|v| self.name_of(&v.host)).collect()
     }
 
-    /// The Via chain the reference says receiver of row `id` sees: the path without its
-    /// receiver, reversed; by name and by address (interface addresses; clients by placement).
+    /// The Via chain the reference says the receiver of row `id` sees.
     pub fn expected_chain(&self, id: u32) -> Vec<String> {
         let path = self
             .lab
@@ -100,15 +99,7 @@ impl TestLab {
             .iter()
             .find(|p| p.id == id)
             .expect("path row");
-        let mut names: Vec<String> = path.hops[..path.hops.len() - 1]
-            .iter()
-            .map(|h| match h {
-                Hop::Client(p) => p.to_string(),
-                Hop::Interface(i) => i.to_string(),
-            })
-            .collect();
-        names.reverse();
-        names
+        siplab_runner::expected_vias(path)
     }
 
     /// Checks each Via's address is the lab's address of the name it was given.
@@ -175,4 +166,28 @@ pub fn warning(resp: &siplab_sip::Message) -> String {
         .value(&siplab_sip::HeaderName::new("Warning"))
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default()
+}
+
+/// The whole lab (DNS and every node) on the loopback addresses of `slot`, with a CA of its own.
+pub async fn whole_lab(slot: u8) -> siplab_runner::LabRun {
+    let lab = Lab::reference().expect("reference lab").localized(slot);
+    siplab_runner::LabRun::start(
+        lab,
+        Certs::Authority(Arc::new(LabCa::generate().expect("lab CA"))),
+    )
+    .await
+    .expect("lab starts")
+}
+
+/// One test per `name = slot, row;`, each calling `$run(slot, row)`.
+#[macro_export]
+macro_rules! rows {
+    ($run:ident: $($name:ident = $slot:literal, $id:literal;)*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                $run($slot, $id).await;
+            }
+        )*
+    };
 }

@@ -75,21 +75,15 @@ impl CloudPool {
 
 impl Policy for CloudPool {
     async fn route(&self, req: &Inbound<'_>) -> Decision {
-        if let Some(next) = &req.next_route {
-            return Decision::to(NextHop::Uri(next.clone()));
+        if let Some(routed) = req.routed() {
+            return routed;
         }
-        if let Some(flow) = &req.route_flow {
-            return Decision::to(NextHop::Flow(flow.clone()));
+        if let Some(in_dialog) = req.to_registered_contact(|h| self.lab.domain(h).is_some()) {
+            return in_dialog;
         }
         let Some(ruri) = req.request_uri() else {
             return Decision::Reply(Reply::new(400));
         };
-        if ruri.user.is_some()
-            && self.lab.domain(&ruri.host.to_string()).is_none()
-            && let Some(b) = req.location.by_contact(ruri)
-        {
-            return Decision::forward(b.forward());
-        }
         let method = req.msg.method().unwrap_or(Method::Options);
         if ruri.user.is_none() && self.lab.domain(&ruri.host.to_string()).is_none() {
             return match method {

@@ -130,13 +130,9 @@ impl Policy for Edge {
         {
             return Decision::Reply(Reply::because(403, why));
         }
-        // Loose routing: the request goes on along its route set.
-        if let Some(next) = &req.next_route {
-            return Decision::to(NextHop::Uri(next.clone()));
-        }
-        // Our Path or Record-Route named a client's flow: down that very connection.
-        if let Some(flow) = &req.route_flow {
-            return Decision::to(NextHop::Flow(flow.clone()));
+        // On along its route set, or down the client flow our Path or Record-Route named.
+        if let Some(routed) = req.routed() {
+            return routed;
         }
         let Some(ruri) = req.request_uri() else {
             return Decision::Reply(Reply::new(400));

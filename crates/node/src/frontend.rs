@@ -53,24 +53,15 @@ impl FrontEnd {
 
 impl Policy for FrontEnd {
     async fn route(&self, req: &Inbound<'_>) -> Decision {
-        // Loose routing: a Route after ours says where the dialog goes.
-        if let Some(next) = &req.next_route {
-            return Decision::to(NextHop::Uri(next.clone()));
+        if let Some(routed) = req.routed() {
+            return routed;
         }
-        // A Record-Route of ours named the client's flow the dialog continues on.
-        if let Some(flow) = &req.route_flow {
-            return Decision::to(NextHop::Flow(flow.clone()));
+        if let Some(in_dialog) = req.to_registered_contact(|h| self.lab.domain(h).is_some()) {
+            return in_dialog;
         }
         let Some(ruri) = req.request_uri() else {
             return Decision::Reply(Reply::new(400));
         };
-        // An in-dialog request to a registered client's contact (its remote target).
-        if ruri.user.is_some()
-            && self.lab.domain(&ruri.host.to_string()).is_none()
-            && let Some(b) = req.location.by_contact(ruri)
-        {
-            return Decision::forward(b.forward());
-        }
         let method = req.msg.method().unwrap_or(Method::Options);
         let host = ruri.host.to_string();
         if ruri.user.is_none() && host != self.domain {

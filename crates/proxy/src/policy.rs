@@ -31,6 +31,29 @@ impl Inbound<'_> {
         self.msg.request_uri().and_then(Uri::as_sip)
     }
 
+    /// Where the request's own route takes it, before any policy: on to the next Route
+    /// (loose routing, RFC 3261 16.6 step 6), or down the client flow a Route of ours named.
+    pub fn routed(&self) -> Option<Decision> {
+        if let Some(next) = &self.next_route {
+            return Some(Decision::to(NextHop::Uri(next.clone())));
+        }
+        self.route_flow
+            .as_ref()
+            .map(|flow| Decision::to(NextHop::Flow(flow.clone())))
+    }
+
+    /// An in-dialog request to the contact a client registered here (its remote target).
+    /// `is_domain` tells an AOR's host (a user, not a contact) from a contact's.
+    pub fn to_registered_contact(&self, is_domain: impl Fn(&str) -> bool) -> Option<Decision> {
+        let ruri = self.request_uri()?;
+        if ruri.user.is_none() || is_domain(&ruri.host.to_string()) {
+            return None;
+        }
+        self.location
+            .by_contact(ruri)
+            .map(|b| Decision::forward(b.forward()))
+    }
+
     /// Whether the user's home server answers this request itself rather than the user's
     /// client: PUBLISH and SUBSCRIBE (presence, section 6).
     pub fn for_home_server(&self) -> bool {
