@@ -31,20 +31,22 @@ impl Default for ExpiryBounds {
     }
 }
 
-/// One contact of an AOR.
+/// One contact of an AOR, kept small: a registrar holds one per signed-in device.
 #[derive(Debug, Clone)]
 pub struct Binding {
-    pub contact: SipUri,
+    /// The contact URI as registered (canonical text), parsed when a request goes to it.
+    contact: Box<str>,
     /// `+sip.instance` and `reg-id` (RFC 5626): the same device registering again replaces
     /// its binding instead of adding one.
-    pub instance: Option<String>,
+    pub instance: Option<Box<str>>,
     pub reg_id: Option<u32>,
     /// The connection the REGISTER arrived on.
     pub flow: FlowToken,
     /// The Path the REGISTER carried (edges between the user and here), top first.
     pub path: Vec<String>,
     pub expires_at: Instant,
-    pub call_id: String,
+    /// A hash of the REGISTER's Call-ID: a refresh from the same Call-ID must raise CSeq.
+    call_id: u64,
     pub cseq: u32,
 }
 
@@ -54,6 +56,11 @@ impl Binding {
             (Some(a), Some(b)) => a == b && self.reg_id == other.reg_id,
             _ => self.contact == other.contact,
         }
+    }
+
+    /// The contact URI.
+    pub fn contact(&self) -> Uri {
+        Uri::parse(&self.contact).unwrap_or_else(|_| Uri::Other(self.contact.to_string()))
     }
 
     /// How a request reaches this binding: through the Path when there is one (the first
@@ -71,7 +78,7 @@ impl Binding {
             None => NextHop::Flow(self.flow.clone()),
         };
         let mut f = Forward::to(next_hop);
-        f.request_uri = Some(Uri::Sip(self.contact.clone()));
+        f.request_uri = Some(self.contact());
         f.routes = self.path.clone();
         f
     }
@@ -84,7 +91,7 @@ pub struct Location {
     /// Contact URI -> AOR, so that an in-dialog request to a client's contact finds its
     /// binding without a scan. Entries are checked against the bindings on use and pruned
     /// by the sweep, so a stale one costs nothing but its memory until then.
-    contacts: Mutex<HashMap<String, String>>,
+    contacts: Mutex<HashMap<u64, Box<str>>>,
     bounds: ExpiryBounds,
 }
 
@@ -137,7 +144,7 @@ impl Location {
         let bad = |e: siplab_sip::ParseError| Reply::because(400, e.to_string());
         let contacts = req.contacts().map_err(bad)?;
         let header_expires = req.expires().map_err(bad)?;
-        let call_id = String::from_utf8_lossy(req.call_id().map_err(bad)?).into_owned();
+        let call_id = hash(req.call_id().map_err(bad)?);
         let cseq = req.cseq().map_err(bad)?.seq;
         let path: Vec<String> = req
             .headers
@@ -165,7 +172,7 @@ impl Location {
         let mut updates = Vec::with_capacity(contacts.len());
         for c in contacts {
             let Contact::Addr(addr) = c else { continue };
-            let Uri::Sip(contact) = addr.uri.clone() else {
+            let Uri::Sip(ref contact) = addr.uri else {
                 return Err(Reply::because(400, "a contact must be a SIP URI"));
             };
             let expires = addr
@@ -181,13 +188,13 @@ impl Location {
             }
             updates.push((
                 Binding {
-                    contact,
-                    instance: addr.instance().map(str::to_owned),
+                    contact: contact.to_string().into_boxed_str(),
+                    instance: addr.instance().map(Box::from),
                     reg_id: addr.reg_id(),
                     flow: flow.clone(),
                     path: path.clone(),
                     expires_at: now + Duration::from_secs(expires.min(self.bounds.max).into()),
-                    call_id: call_id.clone(),
+                    call_id,
                     cseq,
                 },
                 expires == 0,
@@ -222,7 +229,7 @@ impl Location {
         drop(table);
         let mut contacts = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
         for b in &current {
-            contacts.insert(b.contact.to_string(), aor.to_owned());
+            contacts.insert(hash(b.contact.as_bytes()), Box::from(aor));
         }
         Ok(current)
     }
@@ -245,13 +252,14 @@ impl Location {
             .contacts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&uri.to_string())?
+            .get(&hash(uri.to_string().as_bytes()))?
             .clone();
         let now = Instant::now();
+        let text = uri.to_string();
         self.lock()
-            .get(&aor)?
+            .get(&*aor)?
             .iter()
-            .find(|b| b.expires_at > now && b.contact == *uri)
+            .find(|b| b.expires_at > now && *b.contact == *text)
             .cloned()
     }
 
@@ -277,9 +285,17 @@ impl Location {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|contact, aor| {
                 table
-                    .get(aor)
-                    .is_some_and(|l| l.iter().any(|b| b.contact.to_string() == *contact))
+                    .get(&**aor)
+                    .is_some_and(|l| l.iter().any(|b| hash(b.contact.as_bytes()) == *contact))
             });
         table.values().map(Vec::len).sum()
     }
+}
+
+/// A 64-bit hash of a key the registrar keeps only to compare (Call-IDs, contact URIs).
+fn hash(bytes: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
