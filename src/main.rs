@@ -238,11 +238,7 @@ async fn bench(lab: Lab, rows: &[u32], rates: &[u32], secs: u64) -> Result<()> {
     );
     for &rate in rates {
         for &id in rows {
-            let path = lab
-                .paths()
-                .iter()
-                .find(|p| p.id == id)
-                .with_context(|| format!("no row {id}"))?;
+            let path = lab.path(id).with_context(|| format!("no row {id}"))?;
             let f =
                 siplab_runner::path_load(&run, path, rate, std::time::Duration::from_secs(secs))
                     .await?;

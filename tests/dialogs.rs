@@ -79,7 +79,7 @@ async fn dialog_17_b1e_to_b2e() {
 fn reverse_path_swaps_each_edge_interface_and_keeps_the_rest() {
     let lab = Lab::reference().unwrap();
     let names = |hops: &[Hop]| hops.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let row = |id| lab.paths().iter().find(|p| p.id == id).unwrap();
+    let row = |id| lab.path(id).unwrap();
     assert_eq!(
         names(&reverse_path(&lab, row(2))),
         ["A1e", "E1i", "R1", "A1i"]
@@ -155,12 +155,7 @@ async fn dialog_row(slot: u8, id: u32, bye: Bye) {
     let certs = Certs::Authority(Arc::new(LabCa::generate().unwrap()));
     let run = LabRun::start(lab, certs).await.expect("lab starts");
     let lab = &run.lab;
-    let path = lab
-        .paths()
-        .iter()
-        .find(|p| p.id == id)
-        .cloned()
-        .expect("row");
+    let path = lab.path(id).cloned().expect("row");
 
     // The runner picks the row's sender and receiver and places them; its MESSAGE outside
     // any dialog must take the row's path before a dialog can be expected to.

@@ -63,13 +63,7 @@ async fn path_04_a1e_to_a1e() {
 
 async fn whole_row(slot: u8, id: u32) {
     let run = common::whole_lab(slot).await;
-    let path = run
-        .lab
-        .paths()
-        .iter()
-        .find(|p| p.id == id)
-        .cloned()
-        .expect("row");
+    let path = run.lab.path(id).cloned().expect("row");
     let rows = run_rows(&run, &[path]).await;
     let r = &rows[0];
     assert_eq!(

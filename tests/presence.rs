@@ -12,13 +12,7 @@ use siplab_topology::At;
 
 async fn row(slot: u8, id: u32) {
     let run = common::whole_lab(slot).await;
-    let path = run
-        .lab
-        .paths()
-        .iter()
-        .find(|p| p.id == id)
-        .cloned()
-        .expect("row");
+    let path = run.lab.path(id).cloned().expect("row");
     let rows = run_presence_rows(&run, &[path]).await;
     let r = &rows[0];
     assert_eq!(

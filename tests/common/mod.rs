@@ -93,12 +93,7 @@ impl TestLab {
 
     /// The Via chain the reference says the receiver of row `id` sees.
     pub fn expected_chain(&self, id: u32) -> Vec<String> {
-        let path = self
-            .lab
-            .paths()
-            .iter()
-            .find(|p| p.id == id)
-            .expect("path row");
+        let path = self.lab.path(id).expect("path row");
         siplab_runner::expected_vias(path)
     }
 

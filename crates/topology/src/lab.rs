@@ -283,6 +283,11 @@ impl Lab {
     }
 
     /// The 18 rows, then their 18 mirror images (companies 1 and 2 swapped).
+    /// Row `id` of the path table (not mirrored).
+    pub fn path(&self, id: u32) -> Option<&Path> {
+        self.paths.iter().find(|p| p.id == id)
+    }
+
     pub fn paths_with_mirrors(&self) -> Vec<Path> {
         let mirrors = self.paths.iter().map(Path::mirror);
         self.paths.iter().cloned().chain(mirrors).collect()
