@@ -13,6 +13,9 @@ use tokio::time::Instant;
 
 use crate::policy::{Forward, NextHop, Reply};
 
+/// Contacts one AOR may have at once: devices, not an open-ended list from the network.
+pub const MAX_BINDINGS: usize = 16;
+
 /// The bounds a registrar puts on Expires.
 #[derive(Debug, Clone, Copy)]
 pub struct ExpiryBounds {
@@ -217,6 +220,12 @@ impl Location {
                 }
                 Some(i) => existing[i] = binding,
                 None if remove => {}
+                None if existing.len() >= MAX_BINDINGS => {
+                    return Err(Reply::because(
+                        403,
+                        format!("{aor} already has {MAX_BINDINGS} registered contacts"),
+                    ));
+                }
                 None => existing.push(binding),
             }
         }
