@@ -51,6 +51,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Watchers of one user at once: subscriptions come from the network and must not grow
+/// without bound.
+const MAX_WATCHERS: usize = 256;
+
 /// How long a subscription or publication may last, and the default.
 const MAX_EXPIRES: u32 = 3600;
 const DEFAULT_EXPIRES: u32 = 600;
@@ -139,6 +143,9 @@ impl PresenceServer {
         let existing = key_of(req).and_then(|k| subs.get(&k).cloned());
         let mut sub = match existing {
             Some(s) => s,
+            None if subs.values().filter(|s| s.target == target).count() >= MAX_WATCHERS => {
+                return Err((403, format!("{target} already has {MAX_WATCHERS} watchers")));
+            }
             None => {
                 let remote_target = match req.contacts().ok().and_then(|c| c.into_iter().next()) {
                     Some(siplab_sip::Contact::Addr(a)) => match a.uri {
