@@ -95,19 +95,9 @@ fn registrations(place: Placement) -> usize {
 
 fn row(lab: &Lab, path: &Path, tag: &str) -> Row {
     let (sender, receiver) = lab.parties(path).expect("row parties");
-    let text = format!(
-        "{tag} row {}{}",
-        path.id,
-        if path.mirrored { "m" } else { "" }
-    );
+    let text = format!("{tag} row {}", path.scenario());
     let mut r = Row {
-        scenario: format!(
-            "{}{} {} -> {}",
-            path.id,
-            if path.mirrored { "m" } else { "" },
-            path.from,
-            path.to
-        ),
+        scenario: path.scenario(),
         mirrored: path.mirrored,
         sender: sender.aor.clone(),
         receiver: receiver.aor.clone(),

@@ -95,6 +95,9 @@ pub struct Location {
     /// binding without a scan. Entries are checked against the bindings on use and pruned
     /// by the sweep, so a stale one costs nothing but its memory until then.
     contacts: Mutex<HashMap<u64, Box<str>>>,
+    /// Flow -> the AORs registered directly on it, so a closing connection touches only its
+    /// own bindings instead of every binding of the node.
+    flows: Mutex<HashMap<FlowToken, Vec<Box<str>>>>,
     bounds: ExpiryBounds,
 }
 
@@ -103,6 +106,7 @@ impl Location {
         Location {
             bindings: Mutex::new(HashMap::new()),
             contacts: Mutex::new(HashMap::new()),
+            flows: Mutex::new(HashMap::new()),
             bounds,
         }
     }
@@ -240,6 +244,15 @@ impl Location {
         for b in &current {
             contacts.insert(hash(b.contact.as_bytes()), Box::from(aor));
         }
+        drop(contacts);
+        // Bindings through an edge live on the edge's Path, not on this flow.
+        if current.iter().any(|b| b.flow == *flow && b.path.is_empty()) {
+            let mut flows = self.flows.lock().unwrap_or_else(|p| p.into_inner());
+            let aors = flows.entry(flow.clone()).or_default();
+            if !aors.iter().any(|a| **a == *aor) {
+                aors.push(Box::from(aor));
+            }
+        }
         Ok(current)
     }
 
@@ -274,11 +287,20 @@ impl Location {
 
     /// Forgets every binding tied to a flow that closed: requests could not reach it.
     pub fn remove_flow(&self, flow: &FlowToken) {
+        let aors = self
+            .flows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(flow);
         let mut table = self.lock();
-        table.retain(|_, list| {
-            list.retain(|b| b.flow != *flow || !b.path.is_empty());
-            !list.is_empty()
-        });
+        for aor in aors.unwrap_or_default() {
+            if let Some(list) = table.get_mut(&*aor) {
+                list.retain(|b| b.flow != *flow || !b.path.is_empty());
+                if list.is_empty() {
+                    table.remove(&*aor);
+                }
+            }
+        }
     }
 
     /// Drops expired bindings; returns how many remain.
@@ -307,4 +329,78 @@ fn hash(bytes: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
     bytes.hash(&mut h);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(aor: &str, contact: &str, path: Option<&str>) -> Message {
+        let path = path.map(|p| format!("Path: {p}\r\n")).unwrap_or_default();
+        let text = format!(
+            "REGISTER sip:contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.1.0.101:5070;branch=z9hG4bK{aor}\r\n\
+             From: <sip:{aor}>;tag=1\r\nTo: <sip:{aor}>\r\nCall-ID: {aor}\r\nCSeq: 1 REGISTER\r\n\
+             Contact: <{contact}>;expires=600\r\n{path}Content-Length: 0\r\n\r\n"
+        );
+        Message::parse(bytes::Bytes::from(text)).unwrap()
+    }
+
+    #[test]
+    fn a_closed_flow_takes_its_direct_bindings_and_leaves_path_ones() {
+        let loc = Location::new(ExpiryBounds::default());
+        let (direct, edge) = (FlowToken::from_text("1xa"), FlowToken::from_text("2xb"));
+        let r = loc.register(
+            &register("alice@contoso.test", "sip:alice@127.1.0.101:5070", None),
+            "alice@contoso.test",
+            &direct,
+        );
+        assert_eq!(r.status(), Some(200));
+        let via_edge = register(
+            "adam@contoso.test",
+            "sip:adam@127.3.0.201:5071",
+            Some("<sip:2xb@edge01-int.contoso.test:5061;lr>"),
+        );
+        assert_eq!(
+            loc.register(&via_edge, "adam@contoso.test", &edge).status(),
+            Some(200)
+        );
+        let contact = SipUri::parse("sip:alice@127.1.0.101:5070").unwrap();
+        assert!(loc.by_contact(&contact).is_some());
+
+        loc.remove_flow(&direct);
+        loc.remove_flow(&edge);
+        assert!(
+            loc.lookup("alice@contoso.test").is_none(),
+            "the direct binding went with its flow"
+        );
+        assert!(loc.by_contact(&contact).is_none());
+        assert!(
+            loc.lookup("adam@contoso.test").is_some(),
+            "a Path binding outlives the edge's connection"
+        );
+    }
+
+    #[test]
+    fn contacts_per_aor_are_bounded() {
+        let loc = Location::new(ExpiryBounds::default());
+        let flow = FlowToken::from_text("1xa");
+        for i in 0..MAX_BINDINGS {
+            let r = loc.register(
+                &register(
+                    "alice@contoso.test",
+                    &format!("sip:alice@127.1.0.101:{}", 6000 + i),
+                    None,
+                ),
+                "alice@contoso.test",
+                &flow,
+            );
+            assert_eq!(r.status(), Some(200));
+        }
+        let r = loc.register(
+            &register("alice@contoso.test", "sip:alice@127.1.0.101:7000", None),
+            "alice@contoso.test",
+            &flow,
+        );
+        assert_eq!(r.status(), Some(403));
+    }
 }

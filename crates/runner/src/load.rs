@@ -87,7 +87,7 @@ pub async fn path_load(
         .map_err(|_| RunError::Load("histogram".into()))?;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     Ok(LoadFigures {
-        scenario: format!("{} {} -> {}", path.id, path.from, path.to),
+        scenario: path.scenario(),
         hops: path.hops.len() - 1,
         offered_per_s: f64::from(rate),
         achieved_per_s: h.len() as f64 / elapsed,
@@ -101,7 +101,7 @@ pub async fn path_load(
 
 fn empty(path: &Path, rate: u32) -> LoadFigures {
     LoadFigures {
-        scenario: format!("{} {} -> {}", path.id, path.from, path.to),
+        scenario: path.scenario(),
         hops: path.hops.len() - 1,
         offered_per_s: f64::from(rate),
         achieved_per_s: 0.0,

@@ -50,13 +50,7 @@ async fn presence_row(run: &LabRun, path: &Path, state: &str) -> PresenceRow {
         .unwrap_or_default();
     let (subscribe_expected, notify_expected) = presence_vias(lab, path, &home).unwrap_or_default();
     let mut row = PresenceRow {
-        scenario: format!(
-            "{}{} {} -> {}",
-            path.id,
-            if path.mirrored { "m" } else { "" },
-            path.from,
-            path.to
-        ),
+        scenario: path.scenario(),
         watcher: watcher.clone(),
         target: target.clone(),
         home: home.clone(),

@@ -48,13 +48,7 @@ pub async fn run_rows(run: &LabRun, paths: &[Path]) -> Vec<Row> {
 
 async fn run_row(run: &LabRun, path: &Path) -> Row {
     let lab = &run.lab;
-    let scenario = format!(
-        "{}{} {} -> {}",
-        path.id,
-        if path.mirrored { "m" } else { "" },
-        path.from,
-        path.to
-    );
+    let scenario = path.scenario();
     let (sender, receiver) = lab
         .parties(path)
         .map(|(s, r)| (s.aor.clone(), r.aor.clone()))

@@ -80,18 +80,7 @@ impl Message {
     /// From, To, Call-ID and CSeq, byte for byte as the request had them.
     pub fn response_to(req: &Message, code: u16, reason: &str) -> Message {
         let mut headers = Headers::with_capacity(8);
-        for h in req.headers.iter() {
-            if matches!(
-                h.name,
-                HeaderName::Via
-                    | HeaderName::From
-                    | HeaderName::To
-                    | HeaderName::CallId
-                    | HeaderName::CSeq
-            ) {
-                headers.push_wire(h.clone());
-            }
-        }
+        copy_transaction_headers(&req.headers, &mut headers);
         headers.push(HeaderName::ContentLength, "0");
         Message {
             start: StartLine::Response {
@@ -128,18 +117,7 @@ impl Message {
             headers: Headers::with_capacity(8),
             body: Bytes::new(),
         };
-        for h in headers.iter() {
-            if matches!(
-                h.name,
-                HeaderName::Via
-                    | HeaderName::From
-                    | HeaderName::To
-                    | HeaderName::CallId
-                    | HeaderName::CSeq
-            ) {
-                response.headers.push_wire(h.clone());
-            }
-        }
+        copy_transaction_headers(&headers, &mut response.headers);
         let text = error.to_string().replace(['"', '\\'], "'");
         response
             .headers
@@ -495,6 +473,23 @@ impl Message {
             }
         }
         Ok(())
+    }
+}
+
+/// Every Via, From, To, Call-ID and CSeq line, byte for byte: what a response copies from
+/// its request (RFC 3261 section 8.2.6.2).
+fn copy_transaction_headers(from: &Headers, to: &mut Headers) {
+    for h in from.iter() {
+        if matches!(
+            h.name,
+            HeaderName::Via
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
+        ) {
+            to.push_wire(h.clone());
+        }
     }
 }
 

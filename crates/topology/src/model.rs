@@ -314,6 +314,13 @@ pub struct Path {
 }
 
 impl Path {
+    /// The row's name in tables: its number (`m` for a mirror row), sender and receiver
+    /// place, e.g. `5m A2i -> B2e`.
+    pub fn scenario(&self) -> String {
+        let m = if self.mirrored { "m" } else { "" };
+        format!("{}{m} {} -> {}", self.id, self.from, self.to)
+    }
+
     /// The row with companies 1 and 2 swapped, which the spec states but does not write out.
     pub fn mirror(&self) -> Path {
         Path {
