@@ -141,10 +141,15 @@ pub fn compose(lab: &Lab) -> String {
             "--certs".into(),
             "/certs".into(),
         ];
-        let deps = [
-            ("certs", "service_completed_successfully"),
-            ("dns", "service_healthy"),
-        ];
+        // Clients start once every server answers, so that their first sign-in finds the lab
+        // as a user would (the autodiscover chain included) rather than a lab still starting.
+        let nodes: Vec<String> = lab
+            .nodes()
+            .iter()
+            .map(|n| n.name.as_str().to_ascii_lowercase())
+            .collect();
+        let mut deps = vec![("certs", "service_completed_successfully")];
+        deps.extend(nodes.iter().map(|n| (n.as_str(), "service_healthy")));
         service(
             w,
             &place.name.to_string().to_ascii_lowercase(),
