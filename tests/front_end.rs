@@ -26,8 +26,9 @@ async fn register_through_the_edge_stores_its_path_and_the_200_comes_back() {
         .location
         .lookup("alice@contoso.test")
         .expect("binding at R1");
-    assert_eq!(binding.path, reg.path);
-    let token = binding.path[0]
+    assert_eq!(binding.path().len(), 1);
+    assert_eq!(*binding.path()[0], reg.path[0]);
+    let token = binding.path()[0]
         .split('@')
         .next()
         .unwrap()
@@ -35,7 +36,7 @@ async fn register_through_the_edge_stores_its_path_and_the_200_comes_back() {
     assert!(
         lab.nodes[1]
             .transport
-            .flow(&siplab_transport::FlowToken::from_text(token))
+            .flow(&siplab_transport::FlowToken::parse(token).expect("a flow token"))
             .is_some(),
         "the Path's flow token names a live flow at E1"
     );

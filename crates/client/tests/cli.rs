@@ -57,7 +57,7 @@ async fn front_end(
         if !msg.is_request() {
             continue;
         }
-        let flow = Destination::Flow(conn.flow.clone());
+        let flow = Destination::Flow(conn.flow);
         let register = msg.method() == Some(Method::Register);
         let code = if register { 200 } else { 404 };
         let mut resp = Message::response_to(&msg, code, reason_phrase(code));

@@ -6,29 +6,25 @@
 //! differs (another Request-URI, another Route set, another asserted identity) it spirals,
 //! which the lab's hybrid paths do (rows 15 to 17 pass the cloud twice).
 
+use std::fmt::{self, Write as _};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use siplab_sip::{BRANCH_COOKIE, HeaderName, Message, random_u64};
+use siplab_sip::{BRANCH_COOKIE, Checked, HeaderName, Message, random_u64};
 
 /// The hash over the fields RFC 3261 section 16.6 step 8 names (Request-URI, To and From
 /// tags, Call-ID, CSeq number, Proxy-Require, Proxy-Authorization) plus the Route set and
 /// the asserted identity as received, which is what tells a spiral from a loop here.
-pub fn loop_hash(msg: &Message) -> u64 {
+pub fn loop_hash(msg: &Message, checked: &Checked) -> u64 {
     let mut h = DefaultHasher::new();
     if let Some(uri) = msg.request_uri() {
-        uri.to_string().hash(&mut h);
+        // Its canonical text, hashed as it is written out rather than built as a String.
+        let _ = write!(HashWriter(&mut h), "{uri}");
     }
-    msg.to()
-        .ok()
-        .and_then(|t| t.tag().map(str::to_owned))
-        .hash(&mut h);
-    msg.from()
-        .ok()
-        .and_then(|f| f.tag().map(str::to_owned))
-        .hash(&mut h);
+    checked.to.tag().hash(&mut h);
+    checked.from.tag().hash(&mut h);
     msg.call_id().ok().hash(&mut h);
-    msg.cseq().ok().map(|c| c.seq).hash(&mut h);
+    checked.cseq.seq.hash(&mut h);
     for name in [
         HeaderName::Route,
         HeaderName::ProxyRequire,
@@ -40,6 +36,15 @@ pub fn loop_hash(msg: &Message) -> u64 {
         }
     }
     h.finish()
+}
+
+struct HashWriter<'a>(&'a mut DefaultHasher);
+
+impl fmt::Write for HashWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.write(s.as_bytes());
+        Ok(())
+    }
 }
 
 /// Makes branches: the loop hash, then a counter started at a random point.

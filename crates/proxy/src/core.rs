@@ -12,16 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use siplab_sip::{HeaderName, Host, Message, Method, SipUri, Uri, Via, reason_phrase};
+use siplab_sip::{Checked, HeaderName, Host, Message, Method, SipUri, Uri, Via, reason_phrase};
 use siplab_transport::{ConnInfo, Destination, Event, FlowToken, Transport, TransportError};
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::branch::{self, BranchMaker};
 use crate::policy::{Decision, Forward, Inbound, NextHop, Policy, Reply};
 use crate::presence::{self, PresenceServer, Subscription};
 use crate::registrar::{ExpiryBounds, Location};
+use crate::timers::{Timeout, TimerId, Timers};
 
 /// One of this node's interfaces, as the core writes it into Via, Record-Route and Path.
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ struct ClientTxn {
     request: Message,
     conn: Option<Arc<ConnInfo>>,
     provisional: bool,
-    timer: Option<AbortHandle>,
+    timer: Option<TimerId>,
 }
 
 /// A node's proxy: one per node, shared by its workers.
@@ -92,6 +92,7 @@ pub struct Proxy<P: Policy> {
     clients: Mutex<HashMap<String, ClientTxn>>,
     branches: BranchMaker,
     presence: Arc<PresenceServer>,
+    timers: Arc<Timers>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -115,6 +116,7 @@ impl<P: Policy> Proxy<P> {
             clients: Mutex::new(HashMap::new()),
             branches: BranchMaker::default(),
             presence: Arc::new(PresenceServer::default()),
+            timers: Arc::default(),
         })
     }
 
@@ -147,8 +149,26 @@ impl<P: Policy> Proxy<P> {
                 tx
             })
             .collect();
+        let (timers, weak) = (self.timers.clone(), Arc::downgrade(self));
+        tokio::spawn(async move {
+            loop {
+                let due = timers.due().await;
+                let Some(proxy) = weak.upgrade().filter(|_| !due.is_empty()) else {
+                    return;
+                };
+                for timeout in due {
+                    match timeout {
+                        Timeout::Client(branch) => proxy.on_timeout(&branch).await,
+                        Timeout::Server(key) => {
+                            lock(&proxy.servers).remove(&key);
+                        }
+                    }
+                }
+            }
+        });
         let proxy = self.clone();
         tokio::spawn(async move {
+            let _end_timers = EndTimers(proxy.timers.clone());
             let mut sweep = tokio::time::interval(Duration::from_secs(30));
             loop {
                 tokio::select! {
@@ -180,23 +200,36 @@ impl<P: Policy> Proxy<P> {
     }
 
     async fn handle(self: &Arc<Self>, msg: Message, conn: Arc<ConnInfo>) {
-        let call_id = msg
-            .headers
-            .value(&HeaderName::CallId)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
-        let branch = msg
-            .top_via()
-            .ok()
-            .and_then(|v| v.branch().map(str::to_owned))
-            .unwrap_or_default();
+        // The span's fields are worked out only when the span is enabled.
+        let call_id = || {
+            msg.headers
+                .value(&HeaderName::CallId)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        let branch = || {
+            msg.top_via()
+                .ok()
+                .and_then(|v| v.branch().map(str::to_owned))
+                .unwrap_or_default()
+        };
         if msg.is_request() {
-            let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
-            let span = info_span!("request", %method, %call_id, %branch, from = %conn.peer);
+            let span = info_span!(
+                "request",
+                method = %msg.method().map(|m| m.to_string()).unwrap_or_default(),
+                call_id = %call_id(),
+                branch = %branch(),
+                from = %conn.peer
+            );
             self.on_request(msg, conn).instrument(span).await;
         } else {
-            let status = msg.status().unwrap_or_default();
-            let span = info_span!("response", status, %call_id, %branch, from = %conn.peer);
+            let span = info_span!(
+                "response",
+                status = msg.status().unwrap_or_default(),
+                call_id = %call_id(),
+                branch = %branch(),
+                from = %conn.peer
+            );
             self.on_response(msg, conn).instrument(span).await;
         }
     }
@@ -217,17 +250,20 @@ impl<P: Policy> Proxy<P> {
     }
 
     async fn on_request(self: &Arc<Self>, mut msg: Message, conn: Arc<ConnInfo>) {
-        if let Err(e) = msg.validate() {
-            warn!(error = %e, "invalid request");
-            let reply = Reply::because(e.status(), e.to_string());
-            self.send_direct(&conn, reply_message(&msg, &reply)).await;
-            return;
-        }
-        stamp_received(&mut msg, &conn);
+        let checked = match msg.validate() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "invalid request");
+                let reply = Reply::because(e.status(), e.to_string());
+                self.send_direct(&conn, reply_message(&msg, &reply)).await;
+                return;
+            }
+        };
         let Some(method) = msg.method() else { return };
-        let Ok(top) = msg.top_via() else { return };
+        let top = &checked.vias[0];
+        stamp_received(&mut msg, top, &conn);
         let key = server_key(
-            &top,
+            top,
             &msg,
             if method == Method::Ack {
                 &Method::Invite
@@ -250,11 +286,11 @@ impl<P: Policy> Proxy<P> {
                     return;
                 }
             }
-            Method::Cancel => return self.on_cancel(msg, conn, &top).await,
+            Method::Cancel => return self.on_cancel(msg, conn, top).await,
             _ => {
                 let known = lock(&self.servers)
                     .get(&key)
-                    .map(|t| (t.last.clone(), t.conn.flow.clone()));
+                    .map(|t| (t.last.clone(), t.conn.flow));
                 if let Some((last, flow)) = known {
                     debug!("retransmission");
                     if let Some(last) = last {
@@ -280,15 +316,13 @@ impl<P: Policy> Proxy<P> {
             }
         }
 
-        if let Some(reply) = self.check(&msg, &method) {
+        if let Some(reply) = self.check(&msg, &checked, &method) {
             return self.reply(&key, reply).await;
         }
-        let hash = branch::loop_hash(&msg);
-        if let Ok(vias) = msg.vias()
-            && vias.iter().any(|v| {
-                self.is_own_host(&v.host) && v.branch().is_some_and(|b| branch::carries(b, hash))
-            })
-        {
+        let hash = branch::loop_hash(&msg, &checked);
+        if checked.vias.iter().any(|v| {
+            self.is_own_host(&v.host) && v.branch().is_some_and(|b| branch::carries(b, hash))
+        }) {
             return self
                 .reply(
                     &key,
@@ -312,7 +346,8 @@ impl<P: Policy> Proxy<P> {
         debug!(?decision, "decided");
         if method == Method::Ack {
             if let Decision::Forward(f) = decision {
-                self.forward(msg, *f, &key, hash, &conn).await;
+                self.forward(msg, *f, &key, (hash, checked.max_forwards), &conn)
+                    .await;
             }
             return;
         }
@@ -326,14 +361,17 @@ impl<P: Policy> Proxy<P> {
             }
             Decision::Register { aor } => self.register(&key, &msg, &conn, &aor).await,
             Decision::Presence { aor } => self.presence_request(&key, &msg, &conn, &aor).await,
-            Decision::Forward(f) => self.forward(msg, *f, &key, hash, &conn).await,
+            Decision::Forward(f) => {
+                self.forward(msg, *f, &key, (hash, checked.max_forwards), &conn)
+                    .await
+            }
         }
     }
 
     /// Section 16.3 steps 3 and 5, and 8.2.2: Max-Forwards, Proxy-Require, the URI scheme.
-    fn check(&self, msg: &Message, method: &Method) -> Option<Reply> {
+    fn check(&self, msg: &Message, checked: &Checked, method: &Method) -> Option<Reply> {
         let uri = msg.request_uri()?;
-        if msg.max_forwards().ok().flatten() == Some(0) {
+        if checked.max_forwards == Some(0) {
             let to_us = uri
                 .as_sip()
                 .is_some_and(|u| u.user.is_none() && self.is_own_uri(u));
@@ -390,11 +428,12 @@ impl<P: Policy> Proxy<P> {
             if !self.is_own_uri(uri) {
                 return (route_flow, Some(uri.clone()));
             }
-            if let Some(user) = &uri.user {
-                let token = FlowToken::from_text(user);
-                if token != conn.flow && self.transport.flow(&token).is_some() {
-                    route_flow = Some(token);
-                }
+            if let Some(user) = &uri.user
+                && let Some(token) = FlowToken::parse(user)
+                && token != conn.flow
+                && self.transport.flow(&token).is_some()
+            {
+                route_flow = Some(token);
             }
             msg.headers.remove_first_value(&HeaderName::Route);
         }
@@ -532,13 +571,20 @@ impl<P: Policy> Proxy<P> {
         let Some(out_if) = self.own_interface(&out).cloned() else {
             return;
         };
-        let branch = self.branches.make(branch::loop_hash(&msg));
+        // A NOTIFY of our own is well formed; the hash is what a copy coming back is checked by.
+        let hash = msg
+            .validate()
+            .map(|c| branch::loop_hash(&msg, &c))
+            .unwrap_or_default();
+        let branch = self.branches.make(hash);
         msg.headers.push_front(
             HeaderName::Via,
             format!("SIP/2.0/TLS {};branch={branch}", out_if.addr),
         );
         let bytes = msg.to_bytes();
-        let timer = self.start_timer(branch.clone(), self.config.timer_b);
+        let timer = self
+            .timers
+            .set(self.config.timer_b, Timeout::Client(branch.clone()));
         lock(&self.clients).insert(
             branch.clone(),
             ClientTxn {
@@ -561,7 +607,7 @@ impl<P: Policy> Proxy<P> {
         mut msg: Message,
         f: Forward,
         key: &str,
-        hash: u64,
+        (hash, max_forwards): (u64, Option<u8>),
         conn: &Arc<ConnInfo>,
     ) {
         let method = msg.method().unwrap_or(Method::Ack);
@@ -584,7 +630,7 @@ impl<P: Policy> Proxy<P> {
         if let Some(uri) = f.request_uri {
             msg.set_request_uri(uri);
         }
-        let mf = msg.max_forwards().ok().flatten().unwrap_or(70);
+        let mf = max_forwards.unwrap_or(70);
         msg.headers
             .set(HeaderName::MaxForwards, mf.saturating_sub(1).to_string());
         for name in &f.remove {
@@ -606,9 +652,9 @@ impl<P: Policy> Proxy<P> {
             msg.headers.push_front(HeaderName::Path, path);
         }
         if method.creates_dialog() {
-            let token_in = conn.identity.sip_aor().map(|_| conn.flow.clone());
+            let token_in = conn.identity.sip_aor().map(|_| conn.flow);
             let token_out = match &dest {
-                Destination::Flow(t) => Some(t.clone()),
+                Destination::Flow(t) => Some(*t),
                 Destination::Peer { .. } => None,
             };
             if in_if.name == out_if.name {
@@ -646,7 +692,9 @@ impl<P: Policy> Proxy<P> {
             }
             return;
         }
-        let timer = self.start_timer(branch.clone(), self.config.timer_b);
+        let timer = self
+            .timers
+            .set(self.config.timer_b, Timeout::Client(branch.clone()));
         lock(&self.clients).insert(
             branch.clone(),
             ClientTxn {
@@ -669,7 +717,7 @@ impl<P: Policy> Proxy<P> {
             }
             Err(e) => {
                 if let Some(t) = lock(&self.clients).remove(&branch) {
-                    t.timer.inspect(AbortHandle::abort);
+                    t.timer.inspect(|&id| self.timers.clear(id));
                 }
                 let code = match e {
                     TransportError::FlowGone(_) => 430,
@@ -686,7 +734,7 @@ impl<P: Policy> Proxy<P> {
     async fn destination(&self, hop: &NextHop) -> Result<(Destination, Arc<str>), Reply> {
         match hop {
             NextHop::Flow(token) => match self.transport.flow(token) {
-                Some(c) => Ok((Destination::Flow(token.clone()), c.interface.clone())),
+                Some(c) => Ok((Destination::Flow(*token), c.interface.clone())),
                 None => Err(Reply::because(430, "the user's connection is gone")),
             },
             NextHop::Uri(uri) => {
@@ -713,15 +761,6 @@ impl<P: Policy> Proxy<P> {
                 ))
             }
         }
-    }
-
-    fn start_timer(self: &Arc<Self>, branch: String, after: Duration) -> AbortHandle {
-        let proxy = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            proxy.on_timeout(&branch).await;
-        })
-        .abort_handle()
     }
 
     async fn on_timeout(self: &Arc<Self>, branch: &str) {
@@ -780,18 +819,16 @@ impl<P: Policy> Proxy<P> {
         let req = derived_request(invite, Method::Cancel, None);
         let _ = self
             .transport
-            .send(&Destination::Flow(conn.flow.clone()), req.to_bytes())
+            .send(&Destination::Flow(conn.flow), req.to_bytes())
             .await;
     }
 
     async fn on_response(self: &Arc<Self>, mut msg: Message, _conn: Arc<ConnInfo>) {
-        let Ok(top) = msg.top_via() else {
-            return debug!("response without a Via; dropped");
+        let checked = match msg.validate() {
+            Ok(c) => c,
+            Err(e) => return warn!(error = %e, "invalid response; dropped"),
         };
-        if msg.validate().is_err() {
-            return warn!("invalid response; dropped");
-        }
-        let Some(branch) = top.branch().map(str::to_owned) else {
+        let Some(branch) = checked.vias[0].branch().map(str::to_owned) else {
             return;
         };
         let code = msg.status().unwrap_or_default();
@@ -803,8 +840,11 @@ impl<P: Policy> Proxy<P> {
             if code < 200 {
                 t.provisional = true;
                 if t.method == Method::Invite {
-                    t.timer.take().inspect(AbortHandle::abort);
-                    t.timer = Some(self.start_timer(branch.clone(), self.config.timer_c));
+                    t.timer.take().inspect(|&id| self.timers.clear(id));
+                    t.timer = Some(
+                        self.timers
+                            .set(self.config.timer_c, Timeout::Client(branch.clone())),
+                    );
                 }
                 if code == 100 {
                     return;
@@ -814,7 +854,7 @@ impl<P: Policy> Proxy<P> {
                 let Some(t) = clients.remove(&branch) else {
                     return;
                 };
-                t.timer.inspect(AbortHandle::abort);
+                t.timer.inspect(|&id| self.timers.clear(id));
                 // The client transaction acknowledges a non-2xx final response itself (17.1.1.3).
                 let ack = (t.method == Method::Invite && code >= 300).then(|| {
                     (
@@ -828,7 +868,7 @@ impl<P: Policy> Proxy<P> {
         if let Some((ack, Some(conn))) = ack {
             let _ = self
                 .transport
-                .send(&Destination::Flow(conn.flow.clone()), ack.to_bytes())
+                .send(&Destination::Flow(conn.flow), ack.to_bytes())
                 .await;
         }
         if let Some(call_id) = key.strip_prefix(ORIGINATED) {
@@ -864,7 +904,7 @@ impl<P: Policy> Proxy<P> {
             if t.final_code.is_some() && !(is_invite && (200..300).contains(&code)) {
                 return debug!(code, "transaction already answered; dropped");
             }
-            let flow = t.conn.flow.clone();
+            let flow = t.conn.flow;
             if code >= 200 {
                 t.final_code = Some(code);
                 t.last = Some(bytes.clone());
@@ -878,11 +918,8 @@ impl<P: Policy> Proxy<P> {
         };
         if code >= 300 && lock(&self.servers).contains_key(key) {
             // An INVITE answered with a non-2xx waits for its ACK, but not for ever (Timer H).
-            let (proxy, key, after) = (self.clone(), key.to_owned(), self.config.timer_h);
-            tokio::spawn(async move {
-                tokio::time::sleep(after).await;
-                lock(&proxy.servers).remove(&key);
-            });
+            self.timers
+                .set(self.config.timer_h, Timeout::Server(key.to_owned()));
         }
         if let Err(e) = self.transport.send(&Destination::Flow(flow), bytes).await {
             warn!(error = %e, code, "response could not be sent upstream");
@@ -892,8 +929,17 @@ impl<P: Policy> Proxy<P> {
     async fn send_direct(&self, conn: &ConnInfo, resp: Message) {
         let _ = self
             .transport
-            .send(&Destination::Flow(conn.flow.clone()), resp.to_bytes())
+            .send(&Destination::Flow(conn.flow), resp.to_bytes())
             .await;
+    }
+}
+
+/// Ends the timer task with the task that holds it (the proxy's event loop).
+struct EndTimers(Arc<Timers>);
+
+impl Drop for EndTimers {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 
@@ -918,14 +964,14 @@ fn server_key(top: &Via, msg: &Message, method: &Method) -> String {
 
 /// RFC 3261 18.2.1 and RFC 3581: the top Via of a request from a peer is stamped with the
 /// address it really came from (`received`) and, when it asks for it, the port (`rport`).
-fn stamp_received(msg: &mut Message, conn: &ConnInfo) {
-    let Ok(mut via) = msg.top_via() else { return };
+fn stamp_received(msg: &mut Message, top: &Via, conn: &ConnInfo) {
     let ip = conn.peer.ip();
-    let host_differs = via.host != Host::Ip(ip);
-    let wants_rport = via.rport() == Some(None);
+    let host_differs = top.host != Host::Ip(ip);
+    let wants_rport = top.rport() == Some(None);
     if !host_differs && !wants_rport {
         return;
     }
+    let mut via = top.clone();
     if host_differs {
         via.params.set("received", Some(&ip.to_string()));
     }

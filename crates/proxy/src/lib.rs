@@ -7,6 +7,7 @@ mod core;
 mod policy;
 mod presence;
 mod registrar;
+mod timers;
 
 pub use crate::core::{OwnInterface, Proxy, ProxyConfig};
 pub use policy::{Decision, Forward, Inbound, NextHop, Policy, Reply};

@@ -39,7 +39,7 @@ impl Inbound<'_> {
         }
         self.route_flow
             .as_ref()
-            .map(|flow| Decision::to(NextHop::Flow(flow.clone())))
+            .map(|flow| Decision::to(NextHop::Flow(*flow)))
     }
 
     /// An in-dialog request to the contact a client registered here (its remote target).

@@ -3,13 +3,13 @@
 //! to the Path of the edge it came through, so that requests for a user go back down the
 //! user's own connection.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::Instant;
 
 use siplab_sip::{Contact, ContactParams, HeaderName, Message, SipUri, Uri};
 use siplab_transport::FlowToken;
-use tokio::time::Instant;
 
 use crate::policy::{Forward, NextHop, Reply};
 
@@ -34,36 +34,58 @@ impl Default for ExpiryBounds {
     }
 }
 
-/// One contact of an AOR, kept small: a registrar holds one per signed-in device.
+/// One contact of an AOR, kept small: a registrar holds one per signed-in device, so its
+/// texts share one allocation and its times and keys are plain numbers.
 #[derive(Debug, Clone)]
 pub struct Binding {
-    /// The contact URI as registered (canonical text), parsed when a request goes to it.
-    contact: Box<str>,
-    /// `+sip.instance` and `reg-id` (RFC 5626): the same device registering again replaces
-    /// its binding instead of adding one.
-    pub instance: Option<Box<str>>,
-    pub reg_id: Option<u32>,
+    /// The contact URI as registered (canonical text) followed by the `+sip.instance`, if
+    /// any; the URI is parsed when a request goes to it.
+    text: Box<str>,
+    contact_len: u32,
+    /// `reg-id` (RFC 5626), 0 for none (a reg-id is at least 1): with the instance, the same
+    /// device registering again replaces its binding instead of adding one.
+    reg_id: u32,
     /// The connection the REGISTER arrived on.
-    pub flow: FlowToken,
+    flow: FlowToken,
     /// The Path the REGISTER carried (edges between the user and here), top first.
-    pub path: Vec<String>,
-    pub expires_at: Instant,
-    /// A hash of the REGISTER's Call-ID: a refresh from the same Call-ID must raise CSeq.
+    path: Box<[Box<str>]>,
+    /// A keyed hash of the REGISTER's Call-ID: a refresh from the same Call-ID must raise CSeq.
     call_id: u64,
-    pub cseq: u32,
+    cseq: u32,
+    /// When it expires, in seconds from the location service's start.
+    expires: u32,
 }
 
 impl Binding {
+    fn contact_text(&self) -> &str {
+        &self.text[..self.contact_len as usize]
+    }
+
+    fn instance(&self) -> Option<&str> {
+        Some(&self.text[self.contact_len as usize..]).filter(|i| !i.is_empty())
+    }
+
     fn same_device(&self, other: &Binding) -> bool {
-        match (&self.instance, &other.instance) {
+        match (self.instance(), other.instance()) {
             (Some(a), Some(b)) => a == b && self.reg_id == other.reg_id,
-            _ => self.contact == other.contact,
+            _ => self.contact_text() == other.contact_text(),
         }
+    }
+
+    /// Tied to this connection rather than to an edge's Path.
+    fn on_flow(&self, flow: &FlowToken) -> bool {
+        self.flow == *flow && self.path.is_empty()
+    }
+
+    /// The Path it was registered with, top first.
+    pub fn path(&self) -> &[Box<str>] {
+        &self.path
     }
 
     /// The contact URI.
     pub fn contact(&self) -> Uri {
-        Uri::parse(&self.contact).unwrap_or_else(|_| Uri::Other(self.contact.to_string()))
+        let text = self.contact_text();
+        Uri::parse(text).unwrap_or_else(|_| Uri::Other(text.to_owned()))
     }
 
     /// How a request reaches this binding: through the Path when there is one (the first
@@ -76,43 +98,76 @@ impl Binding {
         {
             Some(first) => match first.uri {
                 Uri::Sip(u) => NextHop::Uri(u),
-                Uri::Other(_) => NextHop::Flow(self.flow.clone()),
+                Uri::Other(_) => NextHop::Flow(self.flow),
             },
-            None => NextHop::Flow(self.flow.clone()),
+            None => NextHop::Flow(self.flow),
         };
         let mut f = Forward::to(next_hop);
         f.request_uri = Some(self.contact());
-        f.routes = self.path.clone();
+        f.routes = self.path.iter().map(|p| p.to_string()).collect();
         f
     }
 }
 
-/// The location service: AOR -> bindings.
+/// The bindings of one AOR, found by a keyed hash of the AOR; the AOR's text is kept to tell
+/// a hash collision from the same AOR.
+#[derive(Debug)]
+struct Entry {
+    aor: Box<str>,
+    bindings: Vec<Binding>,
+}
+
+/// What the location service holds, under one lock. The maps are keyed by keyed 64-bit
+/// hashes (AORs, contact URIs), which are their own hash.
 #[derive(Debug, Default)]
-pub struct Location {
-    bindings: Mutex<HashMap<String, Vec<Binding>>>,
+struct Table {
+    aors: HashMap<u64, Entry, Prehashed>,
     /// Contact URI -> AOR, so that an in-dialog request to a client's contact finds its
     /// binding without a scan. Entries are checked against the bindings on use and pruned
     /// by the sweep, so a stale one costs nothing but its memory until then.
-    contacts: Mutex<HashMap<u64, Box<str>>>,
-    /// Flow -> the AORs registered directly on it, so a closing connection touches only its
-    /// own bindings instead of every binding of the node.
-    flows: Mutex<HashMap<FlowToken, Vec<Box<str>>>>,
+    contacts: HashMap<u64, u64, Prehashed>,
+    /// (flow, AOR) for every AOR registered directly on a connection, so a closing
+    /// connection touches only its own bindings instead of every binding of the node.
+    flows: BTreeSet<(FlowToken, u64)>,
+}
+
+/// The location service: AOR -> bindings.
+#[derive(Debug)]
+pub struct Location {
+    table: Mutex<Table>,
+    keys: RandomState,
+    /// Expiry times count seconds from here.
+    epoch: Instant,
     bounds: ExpiryBounds,
+}
+
+impl Default for Location {
+    fn default() -> Self {
+        Location::new(ExpiryBounds::default())
+    }
 }
 
 impl Location {
     pub fn new(bounds: ExpiryBounds) -> Location {
         Location {
-            bindings: Mutex::new(HashMap::new()),
-            contacts: Mutex::new(HashMap::new()),
-            flows: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
+            keys: RandomState::new(),
+            epoch: Instant::now(),
             bounds,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Binding>>> {
-        self.bindings.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hash(&self, bytes: &[u8]) -> u64 {
+        self.keys.hash_one(bytes)
+    }
+
+    /// Now, in the seconds binding expiry is kept in.
+    fn now(&self) -> u32 {
+        u32::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
     }
 
     /// Applies a REGISTER for `aor` (already authorised) that arrived on `flow`, and returns
@@ -122,18 +177,19 @@ impl Location {
         match self.apply(req, aor, flow) {
             Ok(current) => {
                 let mut resp = Message::response_to(req, 200, "OK");
-                let now = Instant::now();
+                let now = self.now();
                 for b in &current {
                     let mut value = format!(
                         "<{}>;expires={}",
-                        b.contact,
-                        b.expires_at.saturating_duration_since(now).as_secs()
+                        b.contact_text(),
+                        b.expires.saturating_sub(now)
                     );
-                    if let Some(i) = &b.instance {
-                        value.push_str(&format!(";+sip.instance={i}"));
+                    if let Some(i) = b.instance() {
+                        value.push_str(";+sip.instance=");
+                        value.push_str(i);
                     }
-                    if let Some(r) = b.reg_id {
-                        value.push_str(&format!(";reg-id={r}"));
+                    if b.reg_id != 0 {
+                        value.push_str(&format!(";reg-id={}", b.reg_id));
                     }
                     resp.headers.push(HeaderName::Contact, value);
                 }
@@ -151,33 +207,26 @@ impl Location {
         let bad = |e: siplab_sip::ParseError| Reply::because(400, e.to_string());
         let contacts = req.contacts().map_err(bad)?;
         let header_expires = req.expires().map_err(bad)?;
-        let call_id = hash(req.call_id().map_err(bad)?);
+        let call_id = self.hash(req.call_id().map_err(bad)?);
         let cseq = req.cseq().map_err(bad)?.seq;
-        let path: Vec<String> = req
+        let path: Box<[Box<str>]> = req
             .headers
             .elements(&HeaderName::Path)
             .unwrap_or_default()
             .iter()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .map(|p| String::from_utf8_lossy(p).into())
             .collect();
-        let now = Instant::now();
-        let mut table = self.lock();
-        let existing = table.entry(aor.to_owned()).or_default();
-        existing.retain(|b| b.expires_at > now);
+        let now = self.now();
 
-        if contacts.contains(&Contact::Star) {
+        if contacts.contains(&Contact::Star) && (contacts.len() != 1 || header_expires != Some(0)) {
             // `*` removes every binding, and only with Expires: 0 and nothing else.
-            if contacts.len() != 1 || header_expires != Some(0) {
-                return Err(Reply::because(
-                    400,
-                    "Contact: * needs Expires: 0 and no other contact",
-                ));
-            }
-            existing.clear();
-            return Ok(Vec::new());
+            return Err(Reply::because(
+                400,
+                "Contact: * needs Expires: 0 and no other contact",
+            ));
         }
         let mut updates = Vec::with_capacity(contacts.len());
-        for c in contacts {
+        for c in &contacts {
             let Contact::Addr(addr) = c else { continue };
             let Uri::Sip(ref contact) = addr.uri else {
                 return Err(Reply::because(400, "a contact must be a SIP URI"));
@@ -193,19 +242,41 @@ impl Location {
                 )
                 .with(HeaderName::MinExpires, self.bounds.min.to_string()));
             }
+            let mut text = contact.to_string();
+            let contact_len = u32::try_from(text.len())
+                .map_err(|_| Reply::because(400, "contact URI too long"))?;
+            text.push_str(addr.instance().unwrap_or_default());
             updates.push((
                 Binding {
-                    contact: contact.to_string().into_boxed_str(),
-                    instance: addr.instance().map(Box::from),
-                    reg_id: addr.reg_id(),
-                    flow: flow.clone(),
+                    text: text.into_boxed_str(),
+                    contact_len,
+                    reg_id: addr.reg_id().unwrap_or(0),
+                    flow: *flow,
                     path: path.clone(),
-                    expires_at: now + Duration::from_secs(expires.min(self.bounds.max).into()),
                     call_id,
                     cseq,
+                    expires: now.saturating_add(expires.min(self.bounds.max)),
                 },
                 expires == 0,
             ));
+        }
+
+        let key = self.hash(aor.as_bytes());
+        let mut table = self.lock();
+        let entry = table.aors.entry(key).or_insert_with(|| Entry {
+            aor: aor.into(),
+            bindings: Vec::new(),
+        });
+        if *entry.aor != *aor {
+            return Err(Reply::because(
+                500,
+                "location service key collision; try another AOR",
+            ));
+        }
+        let existing = &mut entry.bindings;
+        existing.retain(|b| b.expires > now);
+        if contacts.contains(&Contact::Star) {
+            existing.clear();
         }
         for (binding, remove) in updates {
             match existing.iter().position(|b| b.same_device(&binding)) {
@@ -236,22 +307,17 @@ impl Location {
         // Most users have one device: a Vec grown by push keeps room for four bindings.
         existing.shrink_to_fit();
         let current = existing.clone();
-        if existing.is_empty() {
-            table.remove(aor);
+        if current.is_empty() {
+            table.aors.remove(&key);
         }
-        drop(table);
-        let mut contacts = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
         for b in &current {
-            contacts.insert(hash(b.contact.as_bytes()), Box::from(aor));
+            table
+                .contacts
+                .insert(self.hash(b.contact_text().as_bytes()), key);
         }
-        drop(contacts);
         // Bindings through an edge live on the edge's Path, not on this flow.
-        if current.iter().any(|b| b.flow == *flow && b.path.is_empty()) {
-            let mut flows = self.flows.lock().unwrap_or_else(|p| p.into_inner());
-            let aors = flows.entry(flow.clone()).or_default();
-            if !aors.iter().any(|a| **a == *aor) {
-                aors.push(Box::from(aor));
-            }
+        if current.iter().any(|b| b.on_flow(flow)) {
+            table.flows.insert((*flow, key));
         }
         Ok(current)
     }
@@ -259,81 +325,117 @@ impl Location {
     /// The binding to deliver to: the most recent live one. (siplab delivers to one device
     /// per user; forking to several is not part of the lab's paths.)
     pub fn lookup(&self, aor: &str) -> Option<Binding> {
-        let now = Instant::now();
+        let now = self.now();
         self.lock()
-            .get(aor)?
+            .aors
+            .get(&self.hash(aor.as_bytes()))
+            .filter(|e| *e.aor == *aor)?
+            .bindings
             .iter()
-            .filter(|b| b.expires_at > now)
-            .max_by_key(|b| b.expires_at)
+            .filter(|b| b.expires > now)
+            .max_by_key(|b| b.expires)
             .cloned()
     }
 
     /// The binding whose contact is this URI: an in-dialog request's remote target.
     pub fn by_contact(&self, uri: &SipUri) -> Option<Binding> {
-        let aor = self
-            .contacts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&hash(uri.to_string().as_bytes()))?
-            .clone();
-        let now = Instant::now();
         let text = uri.to_string();
-        self.lock()
-            .get(&*aor)?
+        let now = self.now();
+        let table = self.lock();
+        let aor = table.contacts.get(&self.hash(text.as_bytes()))?;
+        table
+            .aors
+            .get(aor)?
+            .bindings
             .iter()
-            .find(|b| b.expires_at > now && *b.contact == *text)
+            .find(|b| b.expires > now && b.contact_text() == text)
             .cloned()
     }
 
     /// Forgets every binding tied to a flow that closed: requests could not reach it.
     pub fn remove_flow(&self, flow: &FlowToken) {
-        let aors = self
-            .flows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(flow);
         let mut table = self.lock();
-        for aor in aors.unwrap_or_default() {
-            if let Some(list) = table.get_mut(&*aor) {
-                list.retain(|b| b.flow != *flow || !b.path.is_empty());
-                if list.is_empty() {
-                    table.remove(&*aor);
+        let aors: Vec<u64> = table
+            .flows
+            .range((*flow, 0)..=(*flow, u64::MAX))
+            .map(|&(_, aor)| aor)
+            .collect();
+        for aor in aors {
+            table.flows.remove(&(*flow, aor));
+            if let Some(e) = table.aors.get_mut(&aor) {
+                e.bindings.retain(|b| !b.on_flow(flow));
+                if e.bindings.is_empty() {
+                    table.aors.remove(&aor);
                 }
             }
         }
     }
 
-    /// Drops expired bindings; returns how many remain.
+    /// Drops expired bindings and the index entries that no longer lead to one; returns how
+    /// many bindings remain.
     pub fn sweep(&self) -> usize {
-        let now = Instant::now();
-        let mut table = self.lock();
-        table.retain(|_, list| {
-            list.retain(|b| b.expires_at > now);
-            !list.is_empty()
+        let now = self.now();
+        let mut guard = self.lock();
+        let table = &mut *guard;
+        table.aors.retain(|_, e| {
+            e.bindings.retain(|b| b.expires > now);
+            !e.bindings.is_empty()
         });
-        self.contacts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|contact, aor| {
-                table
-                    .get(&**aor)
-                    .is_some_and(|l| l.iter().any(|b| hash(b.contact.as_bytes()) == *contact))
-            });
-        table.values().map(Vec::len).sum()
+        let aors = &table.aors;
+        table.contacts.retain(|contact, aor| {
+            aors.get(aor).is_some_and(|e| {
+                e.bindings
+                    .iter()
+                    .any(|b| self.hash(b.contact_text().as_bytes()) == *contact)
+            })
+        });
+        table.flows.retain(|(flow, aor)| {
+            aors.get(aor)
+                .is_some_and(|e| e.bindings.iter().any(|b| b.on_flow(flow)))
+        });
+        aors.values().map(|e| e.bindings.len()).sum()
     }
 }
 
-/// A 64-bit hash of a key the registrar keeps only to compare (Call-IDs, contact URIs).
-fn hash(bytes: &[u8]) -> u64 {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
+/// The hasher of maps whose keys are already keyed 64-bit hashes: it passes them through.
+#[derive(Debug, Default, Clone, Copy)]
+struct Prehashed;
+
+impl BuildHasher for Prehashed {
+    type Hasher = PassThrough;
+
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+#[derive(Debug)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with it; fold anything else in rather than lose it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn flow(text: &str) -> FlowToken {
+        FlowToken::parse(text).unwrap()
+    }
 
     fn register(aor: &str, contact: &str, path: Option<&str>) -> Message {
         let path = path.map(|p| format!("Path: {p}\r\n")).unwrap_or_default();
@@ -348,7 +450,7 @@ mod tests {
     #[test]
     fn a_closed_flow_takes_its_direct_bindings_and_leaves_path_ones() {
         let loc = Location::new(ExpiryBounds::default());
-        let (direct, edge) = (FlowToken::from_text("1xa"), FlowToken::from_text("2xb"));
+        let (direct, edge) = (flow("1xa"), flow("2xb"));
         let r = loc.register(
             &register("alice@contoso.test", "sip:alice@127.1.0.101:5070", None),
             "alice@contoso.test",
@@ -383,7 +485,7 @@ mod tests {
     #[test]
     fn contacts_per_aor_are_bounded() {
         let loc = Location::new(ExpiryBounds::default());
-        let flow = FlowToken::from_text("1xa");
+        let flow = flow("1xa");
         for i in 0..MAX_BINDINGS {
             let r = loc.register(
                 &register(

@@ -430,16 +430,16 @@ impl Message {
     /// The checks a proxy makes before it acts on a message (RFC 3261 sections 8.2 and
     /// 16.3): the mandatory headers present once and well formed, the CSeq method agreeing
     /// with the request's, no headers in a SIP Request-URI, every Via and Contact parsable.
-    pub fn validate(&self) -> Result<(), ParseError> {
+    pub fn validate(&self) -> Result<Checked, ParseError> {
         let vias = self.vias()?;
         if vias.is_empty() {
             return Err(ParseError::header("Via", 1, ErrorKind::Missing));
         }
-        self.from()?;
-        self.to()?;
+        let from = self.from()?;
+        let to = self.to()?;
         self.call_id()?;
         let cseq = self.cseq()?;
-        self.max_forwards()?;
+        let max_forwards = self.max_forwards()?;
         for single in [HeaderName::ContentType, HeaderName::Expires] {
             let n = self.headers.get_all(&single).count();
             if n > 1 {
@@ -472,8 +472,26 @@ impl Message {
                 ));
             }
         }
-        Ok(())
+        Ok(Checked {
+            vias,
+            from,
+            to,
+            cseq,
+            max_forwards,
+        })
     }
+}
+
+/// What [`Message::validate`] parsed on its way, for its caller to use rather than parse
+/// again.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Every Via, top first (at least one).
+    pub vias: Vec<Via>,
+    pub from: NameAddr,
+    pub to: NameAddr,
+    pub cseq: CSeq,
+    pub max_forwards: Option<u8>,
 }
 
 /// Every Via, From, To, Call-ID and CSeq line, byte for byte: what a response copies from

@@ -85,7 +85,7 @@ fn data_dir() -> PathBuf {
 /// What the codec made of one message, in the table's terms, plus a note for the report.
 fn observe(bytes: &[u8]) -> (Expect, String) {
     let is_response = bytes.starts_with(b"SIP/");
-    match Message::parse(Bytes::copy_from_slice(bytes)).and_then(|m| m.validate().map(|()| m)) {
+    match Message::parse(Bytes::copy_from_slice(bytes)).and_then(|m| m.validate().map(|_| m)) {
         Ok(m) => {
             let out = m.to_bytes();
             if bytes.starts_with(&out) {

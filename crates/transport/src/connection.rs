@@ -20,32 +20,47 @@ use crate::transport::{Event, Inner};
 /// An RFC 5626 flow token: names one connection so that a request can later be sent back
 /// down that very connection. It holds the connection number and a random part, so that it
 /// cannot be guessed from another.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FlowToken(String);
+///
+/// It is two numbers, not text, so that keeping one (in every binding of a registrar) and
+/// copying one (with every request to a user) costs no allocation; on the wire it is
+/// `<id in hex>x<random part in 16 hex digits>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowToken {
+    id: u64,
+    nonce: u64,
+}
 
 impl FlowToken {
     pub(crate) fn new(id: u64) -> FlowToken {
-        FlowToken(format!("{id:x}x{:016x}", random_u64()))
+        FlowToken {
+            id,
+            nonce: random_u64(),
+        }
     }
 
-    /// Accepts any text; an unknown token simply finds no flow.
-    pub fn from_text(text: &str) -> FlowToken {
-        FlowToken(text.to_owned())
+    /// Reads a token as this type writes it; `None` for text that is not one (which could
+    /// name no flow anyway).
+    pub fn parse(text: &str) -> Option<FlowToken> {
+        let (id, nonce) = text.split_once('x')?;
+        let hex = |t: &str| {
+            (!t.is_empty() && t.len() <= 16 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| u64::from_str_radix(t, 16).ok())
+                .flatten()
+        };
+        Some(FlowToken {
+            id: hex(id)?,
+            nonce: hex(nonce)?,
+        })
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub(crate) fn conn_id(&self) -> Option<u64> {
-        let (id, _) = self.0.split_once('x')?;
-        u64::from_str_radix(id, 16).ok()
+    pub(crate) fn conn_id(&self) -> u64 {
+        self.id
     }
 }
 
 impl fmt::Display for FlowToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "{:x}x{:016x}", self.id, self.nonce)
     }
 }
 
@@ -82,18 +97,32 @@ pub(crate) struct Conn {
     pub(crate) close: Arc<Notify>,
 }
 
-/// Drains the queue: takes what is waiting, up to 64 KiB, and writes it as one buffer.
+/// At most this much of what waits in a connection's queue goes into one write.
+const BATCH_LIMIT: usize = 64 * 1024;
+
+/// Drains the queue: a message alone is written as it is; several waiting are joined, up to
+/// 64 KiB, and written as one buffer (few TLS records and syscalls). Nothing is kept between
+/// writes, so an idle connection holds no write buffer.
 pub(crate) async fn writer<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Bytes>) {
-    let mut batch = BytesMut::with_capacity(16 * 1024);
     while let Some(first) = rx.recv().await {
-        batch.extend_from_slice(&first);
-        while batch.len() < 64 * 1024 {
-            match rx.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
-                Err(_) => break,
+        let batch;
+        let out: &[u8] = match rx.try_recv() {
+            Err(_) => &first,
+            Ok(second) => {
+                let mut joined = BytesMut::with_capacity(16 * 1024);
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&second);
+                while joined.len() < BATCH_LIMIT {
+                    match rx.try_recv() {
+                        Ok(more) => joined.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                batch = joined;
+                &batch
             }
-        }
-        if let Err(e) = w.write_all(&batch).await {
+        };
+        if let Err(e) = w.write_all(out).await {
             debug!(error = %e, "write failed");
             return;
         }
@@ -101,11 +130,13 @@ pub(crate) async fn writer<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiv
             debug!(error = %e, "flush failed");
             return;
         }
-        batch.clear();
     }
     // Every sender is gone: the connection is being closed. Say so to the peer (close_notify).
     let _ = w.shutdown().await;
 }
+
+/// Room made in the read buffer before each read.
+const READ_CHUNK: usize = 4 * 1024;
 
 /// Reads and frames until the peer closes, a time-out passes, or the stream breaks.
 pub(crate) async fn reader<R: AsyncRead + Unpin>(
@@ -117,7 +148,9 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
     limits: Limits,
 ) {
     let mut decoder = StreamDecoder::new(limits.codec);
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    // Allocated when a read needs it and let go when every byte in it has been handed up,
+    // so an idle connection holds no read buffer.
+    let mut buf = BytesMut::new();
     // When the message now in the buffer began: it must be complete within the read time-out.
     let mut partial_since: Option<Instant> = None;
     loop {
@@ -125,6 +158,7 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
             Some(t) => t + limits.message_read_timeout,
             None => Instant::now() + limits.idle_timeout,
         };
+        buf.reserve(READ_CHUNK);
         let read = tokio::select! {
             r = tokio::time::timeout_at(deadline, r.read_buf(&mut buf)) => r,
             _ = close.notified() => return debug!("closed by this node"),
@@ -183,9 +217,41 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
             }
         }
         partial_since = match (buf.is_empty(), partial_since) {
-            (true, _) => None,
+            (true, _) => {
+                buf = BytesMut::new();
+                None
+            }
             (false, Some(t)) => Some(t),
             (false, None) => Some(Instant::now()),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FlowToken;
+
+    #[test]
+    fn a_flow_token_reads_back_as_written() {
+        let token = FlowToken::new(0x2a);
+        let text = token.to_string();
+        assert!(text.starts_with("2ax") && text.len() == 3 + 16, "{text}");
+        assert_eq!(FlowToken::parse(&text), Some(token));
+    }
+
+    #[test]
+    fn text_that_is_no_flow_token_is_none() {
+        for text in [
+            "",
+            "x",
+            "2a",
+            "2ax",
+            "x1",
+            "2ax+1",
+            "zzx1",
+            "1x11111111111111111",
+        ] {
+            assert_eq!(FlowToken::parse(text), None, "{text:?}");
+        }
     }
 }

@@ -232,9 +232,9 @@ impl Transport {
         match dest {
             Destination::Flow(flow) => {
                 let table = lock(&self.inner.table);
-                let conn = flow
-                    .conn_id()
-                    .and_then(|id| table.conns.get(&id))
+                let conn = table
+                    .conns
+                    .get(&flow.conn_id())
                     .filter(|c| c.info.flow == *flow)
                     .ok_or_else(|| TransportError::FlowGone(flow.to_string()))?;
                 queue(conn, bytes)
@@ -287,8 +287,9 @@ impl Transport {
     /// The connection behind a flow token, while it lives.
     pub fn flow(&self, flow: &FlowToken) -> Option<Arc<ConnInfo>> {
         let table = lock(&self.inner.table);
-        flow.conn_id()
-            .and_then(|id| table.conns.get(&id))
+        table
+            .conns
+            .get(&flow.conn_id())
             .filter(|c| c.info.flow == *flow)
             .map(|c| c.info.clone())
     }

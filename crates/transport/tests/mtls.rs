@@ -99,7 +99,7 @@ async fn mutual_tls_hands_up_the_peer_identity_and_answers_down_the_flow() {
     assert_eq!(conn.peer.ip().to_string(), "127.8.1.2");
     let resp = siplab_sip::Message::response_to(&msg, 200, "OK");
     s.server
-        .send(&Destination::Flow(conn.flow.clone()), resp.to_bytes())
+        .send(&Destination::Flow(conn.flow), resp.to_bytes())
         .await
         .unwrap();
 

@@ -71,7 +71,7 @@ impl Call {
             core.dialogs.open(dialog.id.clone());
             let ack = dialog.ack(conn.local);
             core.transport
-                .send(&Destination::Flow(conn.flow.clone()), ack.msg.to_bytes())
+                .send(&Destination::Flow(conn.flow), ack.msg.to_bytes())
                 .await?;
             info!(route = dialog.route.len(), "established");
             Ok(Call {

@@ -349,7 +349,7 @@ impl Core {
                     }
                     _ = pings.tick() => {
                         let ping = Bytes::from_static(PING);
-                        if let Err(error) = self.transport.send(&Destination::Flow(conn.flow.clone()), ping).await {
+                        if let Err(error) = self.transport.send(&Destination::Flow(conn.flow), ping).await {
                             warn!(%error, "keep-alive failed");
                             return;
                         }

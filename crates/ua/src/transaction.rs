@@ -114,7 +114,7 @@ pub(crate) async fn run(
     async move {
         let mut waiter = table.open(&req.branch, conn.id);
         transport
-            .send(&Destination::Flow(conn.flow.clone()), req.msg.to_bytes())
+            .send(&Destination::Flow(conn.flow), req.msg.to_bytes())
             .await?;
         debug!(to = %conn.peer, "sent");
         let deadline = tokio::time::Instant::now() + timeout;
@@ -147,7 +147,7 @@ pub(crate) async fn run(
                 // The ACK for a failure belongs to the INVITE transaction (RFC 3261 17.1.1.3).
                 let ack = ack_for_failure(&req, &response);
                 transport
-                    .send(&Destination::Flow(conn.flow.clone()), ack.to_bytes())
+                    .send(&Destination::Flow(conn.flow), ack.to_bytes())
                     .await?;
             }
             return Ok(Outcome {

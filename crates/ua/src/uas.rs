@@ -263,7 +263,7 @@ async fn send(core: &Core, conn: &ConnInfo, resp: Message) {
     let status = resp.status();
     match core
         .transport
-        .send(&Destination::Flow(conn.flow.clone()), resp.to_bytes())
+        .send(&Destination::Flow(conn.flow), resp.to_bytes())
         .await
     {
         Ok(_) => debug!(?status, "responded"),

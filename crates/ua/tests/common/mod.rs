@@ -219,7 +219,7 @@ impl Proxy {
                 continue;
             };
             let reply = if msg.is_request() {
-                self.request(msg, conn.flow.clone(), conn.id)
+                self.request(msg, conn.flow, conn.id)
             } else {
                 self.response(msg)
             };
@@ -259,7 +259,7 @@ impl Proxy {
                 .unwrap()
                 .registers
                 .push((req.clone(), conn));
-            return Some((from.clone(), self.register(&req, &aor, from)));
+            return Some((from, self.register(&req, &aor, from)));
         }
         // Loose routing: a Route naming us is ours to remove.
         let own = self.addr.to_string();
@@ -328,7 +328,7 @@ impl Proxy {
                         && let Some(uri) = a.sip_uri()
                     {
                         let hostport = format!("{}:{}", uri.host, uri.port.unwrap_or(5061));
-                        state.by_contact.insert(hostport, flow.clone());
+                        state.by_contact.insert(hostport, flow);
                     }
                 }
                 state.by_aor.insert(aor.to_owned(), flow);
