@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::error::{ErrorKind, ParseError, Place};
 use crate::headers::HeaderName;
 use crate::message::{Framing, Limits, Message};
-use crate::values;
+use crate::{scan, values};
 
 /// What the stream carried.
 #[derive(Debug)]
@@ -59,9 +59,7 @@ impl StreamDecoder {
         }
         let window = buf.len().min(self.limits.max_header_bytes + 4);
         let from = self.scanned.saturating_sub(3);
-        let Some(head_end) =
-            memchr::memmem::find(&buf[from..window], b"\r\n\r\n").map(|i| from + i + 4)
-        else {
+        let Some(head_end) = scan::find_blank_line(&buf[from..window]).map(|i| from + i + 4) else {
             if buf.len() > self.limits.max_header_bytes {
                 // The search restarts on whatever follows; a stale `scanned` would index
                 // past the end of the now empty buffer.

@@ -100,8 +100,8 @@ impl Message {
         if raw.len() >= 4 && raw[..4].eq_ignore_ascii_case(b"SIP/") {
             return None;
         }
-        let head_end = memchr::memmem::find(raw, b"\r\n\r\n").map_or(raw.len(), |i| i + 4);
-        let line_end = memchr::memmem::find(&raw[..head_end], b"\r\n")?;
+        let head_end = scan::find_blank_line(raw).map_or(raw.len(), |i| i + 4);
+        let line_end = scan::find_crlf(&raw[..head_end])?;
         let limits = Limits {
             max_header_bytes: head_end,
             ..Limits::default()
@@ -129,7 +129,7 @@ impl Message {
     /// Parses one message from a datagram: trailing octets after the body are ignored, and
     /// a missing Content-Length means the body runs to the end.
     pub fn parse(buf: Bytes) -> Result<Message, ParseError> {
-        let head_end = match memchr::memmem::find(&buf, b"\r\n\r\n") {
+        let head_end = match scan::find_blank_line(&buf) {
             Some(i) => i + 4,
             // A datagram whose last header line ends without the empty line: its end is the
             // end of the header section (RFC 4475 3.1.2.15 is archived that way).
@@ -168,7 +168,7 @@ impl Message {
                 },
             ));
         }
-        let line_end = memchr::memmem::find(&buf[..head_end], b"\r\n").unwrap_or(head_end);
+        let line_end = scan::find_crlf(&buf[..head_end]).unwrap_or(head_end);
         let start = parse_start_line(&buf, line_end)?;
         let headers = parse_headers(&buf, line_end + 2, head_end, limits)?;
         let available = buf.len() - head_end;
@@ -336,16 +336,19 @@ impl Message {
     ) -> Result<Vec<T>, ParseError> {
         let mut out = Vec::new();
         for h in self.headers.get_all(&name) {
-            let elements = h.elements().ok_or_else(|| {
-                ParseError::header(
-                    name.as_str(),
-                    out.len() + 1,
-                    SyntaxError::new("unterminated quote or '<'", 0),
-                )
-            })?;
-            for e in elements {
+            let parts = match h.name.is_list() {
+                true => scan::split_list(&h.value).ok_or_else(|| {
+                    ParseError::header(
+                        name.as_str(),
+                        out.len() + 1,
+                        SyntaxError::new("unterminated quote or '<'", 0),
+                    )
+                })?,
+                false => vec![(0, h.value.len())],
+            };
+            for (start, end) in parts {
                 out.push(
-                    parse(&e)
+                    parse(&h.value[start..end])
                         .map_err(|err| ParseError::header(name.as_str(), out.len() + 1, err))?,
                 );
             }
@@ -674,7 +677,7 @@ fn parse_headers(
         // The line runs to the CRLF not followed by white space (folding).
         let mut end = pos;
         loop {
-            let crlf = memchr::memmem::find(&section[end..], b"\r\n")
+            let crlf = scan::find_crlf(&section[end..])
                 .map(|i| end + i)
                 .ok_or(ParseError::new(
                     Place::Headers,

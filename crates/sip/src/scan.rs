@@ -3,6 +3,28 @@
 //! line) and the quoting rules of quoted strings and angle brackets.
 
 /// `token` characters (RFC 3261 section 25.1).
+/// Where the first CRLF in `hay` starts. A two-byte needle is found faster by looking for
+/// its first byte than by building a substring searcher for every line.
+pub(crate) fn find_crlf(hay: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\r', &hay[from..]) {
+        let at = from + i;
+        if hay.get(at + 1) == Some(&b'\n') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Where the first empty line (CRLF CRLF, the end of a header section) in `hay` starts; its
+/// searcher is built once.
+pub(crate) fn find_blank_line(hay: &[u8]) -> Option<usize> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    FINDER.find(hay)
+}
+
 pub(crate) fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
@@ -114,6 +136,14 @@ impl<'a> Scanner<'a> {
 /// commas inside quoted strings and angle brackets alone. Elements are trimmed of white space.
 /// Returns `None` when a quote or bracket never closes.
 pub(crate) fn split_list(value: &[u8]) -> Option<Vec<(usize, usize)>> {
+    // Most values hold one element: without a comma or a quote there is nothing to split,
+    // and only an unclosed '<' to refuse.
+    if memchr::memchr2(b',', b'"', value).is_none() {
+        if memchr::memrchr2(b'<', b'>', value).is_some_and(|i| value[i] == b'<') {
+            return None;
+        }
+        return Some(vec![trim(value, 0, value.len())]);
+    }
     let mut parts = Vec::new();
     let mut start = 0;
     let mut i = 0;
@@ -198,6 +228,17 @@ mod tests {
     fn unterminated_quote_is_detected() {
         assert!(split_list(br#""abc <sip:x>"#).is_none());
         assert!(split_list(b"<sip:x").is_none());
+        assert!(split_list(b"<sip:x> <sip:y").is_none());
+        assert_eq!(split_list(b"  <sip:x>;lr  "), Some(vec![(2, 12)]));
+    }
+
+    #[test]
+    fn line_ends_are_found_whole() {
+        assert_eq!(find_crlf(b"a\rb\r\nc"), Some(3));
+        assert_eq!(find_crlf(b"abc\r"), None);
+        assert_eq!(find_crlf(b"\r\n"), Some(0));
+        assert_eq!(find_blank_line(b"A: b\r\n\r\nbody"), Some(4));
+        assert_eq!(find_blank_line(b"A: b\r\n\r"), None);
     }
 
     #[test]
