@@ -4,9 +4,13 @@
 
 mod common;
 
-use common::{TestLab, WAIT, exchange, received, warning};
+use std::time::Duration;
+
+use common::{RawClient, TestLab, WAIT, exchange, received, warning};
+use siplab_proxy::ProxyConfig;
 use siplab_sip::{HeaderName, Method};
 use siplab_topology::At;
+use siplab_transport::Event;
 
 #[tokio::test]
 async fn register_through_the_edge_stores_its_path_and_the_200_comes_back() {
@@ -223,4 +227,41 @@ async fn a_client_whose_connection_drops_signs_in_again() {
         .unwrap();
     assert_eq!(out.status, 200);
     assert_eq!(received(&alice).await.body, "back");
+}
+
+#[tokio::test]
+async fn a_request_its_callee_never_answers_gets_408_when_timer_f_fires() {
+    let config = ProxyConfig {
+        timer_b: Duration::from_secs(1),
+        ..ProxyConfig::default()
+    };
+    let lab = TestLab::start_with(29, &["R1"], config).await;
+    // alice's client registers, then stays connected and silent.
+    let mut silent = RawClient::new(&lab, "alice@contoso.test", At::Internal).await;
+    silent.send("REGISTER sip:contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5070;branch=z9hG4bKsilent1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@contoso.test>;tag=1\r\nTo: <sip:alice@contoso.test>\r\nCall-ID: silent-reg\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@{ip}:5070;transport=tls;ob>\r\nContent-Length: 0\r\n\r\n").await;
+    assert_eq!(silent.final_response().await.status(), Some(200));
+
+    let message = "MESSAGE sip:alice@contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5071;branch=z9hG4bKsilent2\r\nMax-Forwards: 70\r\nFrom: <sip:alice@contoso.test>;tag=2\r\nTo: <sip:alice@contoso.test>\r\nCall-ID: silent-msg\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+    let started = tokio::time::Instant::now();
+    let resp = exchange(&lab, "alice@contoso.test", At::Internal, message).await;
+    assert_eq!(resp.status(), Some(408), "{resp:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before Timer F"
+    );
+    assert!(
+        warning(&resp).contains("no final response"),
+        "{}",
+        warning(&resp)
+    );
+    // The MESSAGE did reach the silent client.
+    let mut delivered = false;
+    while let Ok(Some(ev)) =
+        tokio::time::timeout(Duration::from_millis(200), silent.events.recv()).await
+    {
+        if let Event::Message { msg, .. } = ev {
+            delivered |= msg.method() == Some(Method::Message);
+        }
+    }
+    assert!(delivered, "R1 relayed the MESSAGE to the registered client");
 }

@@ -25,6 +25,11 @@ pub struct TestLab {
 impl TestLab {
     /// Starts `nodes` of the reference lab on the loopback addresses of `slot`.
     pub async fn start(slot: u8, nodes: &[&str]) -> TestLab {
+        TestLab::start_with(slot, nodes, ProxyConfig::default()).await
+    }
+
+    /// As [`TestLab::start`], with the nodes' proxies configured (shorter timers, say).
+    pub async fn start_with(slot: u8, nodes: &[&str], config: ProxyConfig) -> TestLab {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -37,7 +42,7 @@ impl TestLab {
         let mut running = Vec::new();
         for n in nodes {
             running.push(
-                start_node(&lab, n, &certs, ProxyConfig::default())
+                start_node(&lab, n, &certs, config)
                     .await
                     .unwrap_or_else(|e| panic!("{n}: {e}")),
             );
@@ -125,34 +130,68 @@ pub async fn received(ua: &Ua) -> Received {
         .unwrap_or_else(|| panic!("{} received nothing", ua.aor()))
 }
 
+/// A bare SIP transport with `aor`'s client identity at `at` (its certificate, its
+/// address), the destination of its server, and `request` with `{ip}` replaced by the
+/// client's address: for tests that write requests by hand.
+pub struct RawClient {
+    pub transport: siplab_transport::Transport,
+    pub events: tokio::sync::mpsc::Receiver<siplab_transport::Event>,
+    pub server: siplab_transport::Destination,
+    pub ip: IpAddr,
+}
+
+impl RawClient {
+    pub async fn new(lab: &TestLab, aor: &str, at: At) -> RawClient {
+        use siplab_transport::{Destination, Limits, Transport};
+        let cfg = lab.config(aor, at).await;
+        let (transport, events) = Transport::new(Limits::default());
+        transport.add_interface("client", cfg.bind_ip, cfg.tls.clone());
+        RawClient {
+            transport,
+            events,
+            server: Destination::Peer {
+                interface: "client".into(),
+                addr: cfg.server,
+                server_name: cfg.server_name.clone(),
+            },
+            ip: cfg.bind_ip,
+        }
+    }
+
+    /// Sends `request` to the server, `{ip}` replaced by the client's address.
+    pub async fn send(&self, request: &str) {
+        let text = request.replace("{ip}", &self.ip.to_string());
+        self.transport
+            .send(&self.server, bytes::Bytes::from(text))
+            .await
+            .expect("sent");
+    }
+
+    /// The next final response this client receives.
+    pub async fn final_response(&mut self) -> siplab_sip::Message {
+        use siplab_transport::Event;
+        loop {
+            match tokio::time::timeout(WAIT, self.events.recv())
+                .await
+                .expect("answered in time")
+                .expect("transport alive")
+            {
+                Event::Message { msg, .. } if msg.status().is_some_and(|s| s >= 200) => {
+                    return msg;
+                }
+                _ => continue,
+            }
+        }
+    }
+}
+
 /// Sends one hand-written request as `aor`'s client at `at` would (its certificate, its
 /// address, its server) and returns the final response. `{ip}` in the text is replaced
 /// by the client's address.
 pub async fn exchange(lab: &TestLab, aor: &str, at: At, request: &str) -> siplab_sip::Message {
-    use siplab_transport::{Destination, Event, Limits, Transport};
-    let cfg = lab.config(aor, at).await;
-    let (transport, mut events) = Transport::new(Limits::default());
-    transport.add_interface("client", cfg.bind_ip, cfg.tls.clone());
-    let text = request.replace("{ip}", &cfg.bind_ip.to_string());
-    let dest = Destination::Peer {
-        interface: "client".into(),
-        addr: cfg.server,
-        server_name: cfg.server_name.clone(),
-    };
-    transport
-        .send(&dest, bytes::Bytes::from(text))
-        .await
-        .expect("sent");
-    loop {
-        match tokio::time::timeout(WAIT, events.recv())
-            .await
-            .expect("answered in time")
-            .expect("transport alive")
-        {
-            Event::Message { msg, .. } if msg.status().is_some_and(|s| s >= 200) => return msg,
-            _ => continue,
-        }
-    }
+    let mut client = RawClient::new(lab, aor, at).await;
+    client.send(request).await;
+    client.final_response().await
 }
 
 /// The Warning text of a response, where siplab says why.
