@@ -236,14 +236,9 @@ async fn a_request_its_callee_never_answers_gets_408_when_timer_f_fires() {
         ..ProxyConfig::default()
     };
     let lab = TestLab::start_with(29, &["R1"], config).await;
-    // alice's client registers, then stays connected and silent.
-    let mut silent = RawClient::new(&lab, "alice@contoso.test", At::Internal).await;
-    silent.send("REGISTER sip:contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5070;branch=z9hG4bKsilent1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@contoso.test>;tag=1\r\nTo: <sip:alice@contoso.test>\r\nCall-ID: silent-reg\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@{ip}:5070;transport=tls;ob>\r\nContent-Length: 0\r\n\r\n").await;
-    assert_eq!(silent.final_response().await.status(), Some(200));
-
-    let message = "MESSAGE sip:alice@contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5071;branch=z9hG4bKsilent2\r\nMax-Forwards: 70\r\nFrom: <sip:alice@contoso.test>;tag=2\r\nTo: <sip:alice@contoso.test>\r\nCall-ID: silent-msg\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+    let mut silent = silent_alice(&lab).await;
     let started = tokio::time::Instant::now();
-    let resp = exchange(&lab, "alice@contoso.test", At::Internal, message).await;
+    let resp = exchange(&lab, "alice@contoso.test", At::Internal, TO_ALICE).await;
     assert_eq!(resp.status(), Some(408), "{resp:?}");
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -264,4 +259,41 @@ async fn a_request_its_callee_never_answers_gets_408_when_timer_f_fires() {
         }
     }
     assert!(delivered, "R1 relayed the MESSAGE to the registered client");
+}
+
+/// A MESSAGE to alice, from alice's other device.
+const TO_ALICE: &str = "MESSAGE sip:alice@contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5071;branch=z9hG4bKsilent2\r\nMax-Forwards: 70\r\nFrom: <sip:alice@contoso.test>;tag=2\r\nTo: <sip:alice@contoso.test>\r\nCall-ID: silent-msg\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+
+/// alice's client registered with R1, connected and silent: it answers nothing it receives.
+async fn silent_alice(lab: &TestLab) -> RawClient {
+    let mut silent = RawClient::new(lab, "alice@contoso.test", At::Internal).await;
+    silent.send("REGISTER sip:contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5070;branch=z9hG4bKsilent1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@contoso.test>;tag=1\r\nTo: <sip:alice@contoso.test>\r\nCall-ID: silent-reg\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@{ip}:5070;transport=tls;ob>\r\nContent-Length: 0\r\n\r\n").await;
+    assert_eq!(silent.final_response().await.status(), Some(200));
+    silent
+}
+
+#[tokio::test]
+async fn a_full_transaction_table_answers_503_with_retry_after() {
+    let config = ProxyConfig {
+        max_transactions: 1,
+        timer_b: Duration::from_secs(2),
+        ..ProxyConfig::default()
+    };
+    let lab = TestLab::start_with(30, &["R1"], config).await;
+    let _silent = silent_alice(&lab).await;
+    // The first MESSAGE waits on the silent client and holds the only transaction.
+    let first = RawClient::new(&lab, "alice@contoso.test", At::Internal).await;
+    first.send(TO_ALICE).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = TO_ALICE
+        .replace("silent-msg", "silent-msg-2")
+        .replace("silent2", "silent3");
+    let resp = exchange(&lab, "alice@contoso.test", At::Internal, &second).await;
+    assert_eq!(resp.status(), Some(503), "{resp:?}");
+    assert_eq!(
+        resp.headers
+            .value(&HeaderName::new("Retry-After"))
+            .map(|v| &v[..]),
+        Some(&b"5"[..])
+    );
 }

@@ -47,6 +47,9 @@ pub struct ProxyConfig {
     /// How long an INVITE transaction answered with a non-2xx waits for its ACK (Timer H).
     pub timer_h: Duration,
     pub expiry: ExpiryBounds,
+    /// Requests being answered at once; beyond it a new one gets 503 with Retry-After, so a
+    /// flood (or next hops that never answer) cannot grow the transaction table without end.
+    pub max_transactions: usize,
 }
 
 impl Default for ProxyConfig {
@@ -57,6 +60,7 @@ impl Default for ProxyConfig {
             timer_c: Duration::from_secs(180),
             timer_h: Duration::from_secs(32),
             expiry: ExpiryBounds::default(),
+            max_transactions: 100_000,
         }
     }
 }
@@ -185,14 +189,14 @@ impl<P: Policy> Proxy<P> {
                             if conn.inbound {
                                 proxy.location.remove_flow(&conn.flow);
                                 // Users whose last binding went are offline now.
-                                proxy.notify_due(None).await;
+                                proxy.notify_in_background();
                             }
                         }
                         None => return,
                     },
                     _ = sweep.tick() => {
                         proxy.location.sweep();
-                        proxy.notify_due(None).await;
+                        proxy.notify_in_background();
                     }
                 }
             }
@@ -301,16 +305,32 @@ impl<P: Policy> Proxy<P> {
             }
         }
         if method != Method::Ack {
-            lock(&self.servers).insert(
-                key.clone(),
-                ServerTxn {
-                    request: msg.clone(),
-                    conn: conn.clone(),
-                    final_code: None,
-                    last: None,
-                    client_branch: None,
-                },
-            );
+            let opened = {
+                let mut servers = lock(&self.servers);
+                let room = servers.len() < self.config.max_transactions;
+                if room {
+                    servers.insert(
+                        key.clone(),
+                        ServerTxn {
+                            request: msg.clone(),
+                            conn: conn.clone(),
+                            final_code: None,
+                            last: None,
+                            client_branch: None,
+                        },
+                    );
+                }
+                room
+            };
+            if !opened {
+                warn!(
+                    limit = self.config.max_transactions,
+                    "transaction table full"
+                );
+                let reply = Reply::because(503, "too many transactions in progress")
+                    .with(HeaderName::new("Retry-After"), "5");
+                return self.send_direct(&conn, reply_message(&msg, &reply)).await;
+            }
             if method == Method::Invite {
                 self.reply(&key, Reply::new(100)).await;
             }
@@ -522,6 +542,13 @@ impl<P: Policy> Proxy<P> {
 
     /// Sends the NOTIFYs that are due: to the watchers of `target` (of everyone when
     /// `None`) whose user's state changed, or whose subscription just began or ended.
+    /// Sends the NOTIFYs every change of state calls for, in a task of their own: the event
+    /// loop must not wait on watchers' next hops (a DNS look-up, a connect).
+    fn notify_in_background(self: &Arc<Self>) {
+        let proxy = self.clone();
+        tokio::spawn(async move { proxy.notify_due(None).await });
+    }
+
     async fn notify_due(self: &Arc<Self>, target: Option<&str>) {
         let location = self.location.clone();
         let presence = self.presence.clone();
@@ -568,7 +595,7 @@ impl<P: Policy> Proxy<P> {
         for r in hop.routes.iter().rev() {
             msg.headers.push_front(HeaderName::Route, r.clone());
         }
-        let Some(out_if) = self.own_interface(&out).cloned() else {
+        let Some(out_if) = self.own_interface(&out) else {
             return;
         };
         // A NOTIFY of our own is well formed; the hash is what a copy coming back is checked by.
@@ -582,22 +609,14 @@ impl<P: Policy> Proxy<P> {
             format!("SIP/2.0/TLS {};branch={branch}", out_if.addr),
         );
         let bytes = msg.to_bytes();
-        let timer = self
-            .timers
-            .set(self.config.timer_b, Timeout::Client(branch.clone()));
-        lock(&self.clients).insert(
-            branch.clone(),
-            ClientTxn {
-                server_key: format!("{ORIGINATED}{}", sub.call_id),
-                method: Method::Notify,
-                request: msg,
-                conn: None,
-                provisional: false,
-                timer: Some(timer),
-            },
+        self.open_client(
+            &branch,
+            format!("{ORIGINATED}{}", sub.call_id),
+            Method::Notify,
+            msg,
         );
         if let Err(e) = self.transport.send(&dest, bytes).await {
-            lock(&self.clients).remove(&branch);
+            self.close_client(&branch);
             warn!(error = %e, "NOTIFY not sent");
         }
     }
@@ -616,8 +635,8 @@ impl<P: Policy> Proxy<P> {
             Err(reply) => return self.reply(key, reply).await,
         };
         let (Some(out_if), Some(in_if)) = (
-            self.own_interface(&out).cloned(),
-            self.own_interface(&conn.interface).cloned(),
+            self.own_interface(&out),
+            self.own_interface(&conn.interface),
         ) else {
             return self
                 .reply(
@@ -660,16 +679,16 @@ impl<P: Policy> Proxy<P> {
             if in_if.name == out_if.name {
                 msg.headers.push_front(
                     HeaderName::RecordRoute,
-                    record_route(&out_if, token_in.or(token_out).as_ref()),
+                    record_route(out_if, token_in.or(token_out).as_ref()),
                 );
             } else {
                 msg.headers.push_front(
                     HeaderName::RecordRoute,
-                    record_route(&in_if, token_in.as_ref()),
+                    record_route(in_if, token_in.as_ref()),
                 );
                 msg.headers.push_front(
                     HeaderName::RecordRoute,
-                    record_route(&out_if, token_out.as_ref()),
+                    record_route(out_if, token_out.as_ref()),
                 );
             }
         }
@@ -692,20 +711,7 @@ impl<P: Policy> Proxy<P> {
             }
             return;
         }
-        let timer = self
-            .timers
-            .set(self.config.timer_b, Timeout::Client(branch.clone()));
-        lock(&self.clients).insert(
-            branch.clone(),
-            ClientTxn {
-                server_key: key.to_owned(),
-                method,
-                request: msg,
-                conn: None,
-                provisional: false,
-                timer: Some(timer),
-            },
-        );
+        self.open_client(&branch, key.to_owned(), method, msg);
         if let Some(t) = lock(&self.servers).get_mut(key) {
             t.client_branch = Some(branch.clone());
         }
@@ -716,9 +722,7 @@ impl<P: Policy> Proxy<P> {
                 }
             }
             Err(e) => {
-                if let Some(t) = lock(&self.clients).remove(&branch) {
-                    t.timer.inspect(|&id| self.timers.clear(id));
-                }
+                self.close_client(&branch);
                 let code = match e {
                     TransportError::FlowGone(_) => 430,
                     _ => 503,
@@ -763,8 +767,35 @@ impl<P: Policy> Proxy<P> {
         }
     }
 
+    /// Opens the client transaction of a request about to be sent: Timer B/F runs from now.
+    fn open_client(&self, branch: &str, server_key: String, method: Method, request: Message) {
+        let timer = self
+            .timers
+            .set(self.config.timer_b, Timeout::Client(branch.to_owned()));
+        lock(&self.clients).insert(
+            branch.to_owned(),
+            ClientTxn {
+                server_key,
+                method,
+                request,
+                conn: None,
+                provisional: false,
+                timer: Some(timer),
+            },
+        );
+    }
+
+    /// Ends a client transaction (answered, timed out or never sent) and its timer.
+    fn close_client(&self, branch: &str) -> Option<ClientTxn> {
+        let t = lock(&self.clients).remove(branch)?;
+        if let Some(id) = t.timer {
+            self.timers.clear(id);
+        }
+        Some(t)
+    }
+
     async fn on_timeout(self: &Arc<Self>, branch: &str) {
-        let Some(t) = lock(&self.clients).remove(branch) else {
+        let Some(t) = self.close_client(branch) else {
             return;
         };
         warn!(%branch, method = %t.method, "no final response in time");
@@ -832,38 +863,32 @@ impl<P: Policy> Proxy<P> {
             return;
         };
         let code = msg.status().unwrap_or_default();
-        let (key, ack) = {
+        let (key, ack) = if code < 200 {
             let mut clients = lock(&self.clients);
             let Some(t) = clients.get_mut(&branch) else {
                 return debug!(code, "response matches no transaction here; dropped");
             };
-            if code < 200 {
-                t.provisional = true;
-                if t.method == Method::Invite {
-                    t.timer.take().inspect(|&id| self.timers.clear(id));
-                    t.timer = Some(
-                        self.timers
-                            .set(self.config.timer_c, Timeout::Client(branch.clone())),
-                    );
-                }
-                if code == 100 {
-                    return;
-                }
-                (t.server_key.clone(), None)
-            } else {
-                let Some(t) = clients.remove(&branch) else {
-                    return;
-                };
-                t.timer.inspect(|&id| self.timers.clear(id));
-                // The client transaction acknowledges a non-2xx final response itself (17.1.1.3).
-                let ack = (t.method == Method::Invite && code >= 300).then(|| {
-                    (
-                        derived_request(&t.request, Method::Ack, Some(&msg)),
-                        t.conn.clone(),
-                    )
-                });
-                (t.server_key, ack)
+            t.provisional = true;
+            if t.method == Method::Invite {
+                // Timer C replaces Timer B once the INVITE is ringing.
+                t.timer.take().inspect(|&id| self.timers.clear(id));
+                t.timer = Some(
+                    self.timers
+                        .set(self.config.timer_c, Timeout::Client(branch.clone())),
+                );
             }
+            if code == 100 {
+                return;
+            }
+            (t.server_key.clone(), None)
+        } else {
+            let Some(t) = self.close_client(&branch) else {
+                return debug!(code, "response matches no transaction here; dropped");
+            };
+            // The client transaction acknowledges a non-2xx final response itself (17.1.1.3).
+            let ack = (t.method == Method::Invite && code >= 300)
+                .then(|| (derived_request(&t.request, Method::Ack, Some(&msg)), t.conn));
+            (t.server_key, ack)
         };
         if let Some((ack, Some(conn))) = ack {
             let _ = self
@@ -884,9 +909,12 @@ impl<P: Policy> Proxy<P> {
     }
 
     async fn reply(self: &Arc<Self>, key: &str, reply: Reply) {
-        let request = lock(&self.servers).get(key).map(|t| t.request.clone());
-        if let Some(req) = request {
-            self.send_response(key, reply_message(&req, &reply)).await;
+        // Built from the stored request in place: no copy of it is needed.
+        let response = lock(&self.servers)
+            .get(key)
+            .map(|t| reply_message(&t.request, &reply));
+        if let Some(resp) = response {
+            self.send_response(key, resp).await;
         }
     }
 

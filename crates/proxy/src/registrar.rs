@@ -278,38 +278,21 @@ impl Location {
         if contacts.contains(&Contact::Star) {
             existing.clear();
         }
-        for (binding, remove) in updates {
-            match existing.iter().position(|b| b.same_device(&binding)) {
-                // A refresh from the same Call-ID must carry a higher CSeq (section 10.3 step 7).
-                Some(i)
-                    if existing[i].call_id == binding.call_id
-                        && existing[i].cseq >= binding.cseq =>
-                {
-                    return Err(Reply::because(
-                        400,
-                        "CSeq not above the previous REGISTER's",
-                    ));
-                }
-                Some(i) if remove => {
-                    existing.remove(i);
-                }
-                Some(i) => existing[i] = binding,
-                None if remove => {}
-                None if existing.len() >= MAX_BINDINGS => {
-                    return Err(Reply::because(
-                        403,
-                        format!("{aor} already has {MAX_BINDINGS} registered contacts"),
-                    ));
-                }
-                None => existing.push(binding),
-            }
+        // All or nothing (section 10.3): a REGISTER refused half-way changes no binding.
+        let mut next = existing.clone();
+        let outcome = apply_updates(&mut next, updates, aor);
+        if outcome.is_ok() {
+            // Most users have one device: a Vec grown by push keeps room for four bindings.
+            next.shrink_to_fit();
+            *existing = next;
         }
-        // Most users have one device: a Vec grown by push keeps room for four bindings.
-        existing.shrink_to_fit();
         let current = existing.clone();
+        // An AOR left without bindings (removed, expired, or refused on its first REGISTER)
+        // takes no room.
         if current.is_empty() {
             table.aors.remove(&key);
         }
+        outcome?;
         for b in &current {
             table
                 .contacts
@@ -395,6 +378,41 @@ impl Location {
         });
         aors.values().map(|e| e.bindings.len()).sum()
     }
+}
+
+/// Applies a REGISTER's contacts to an AOR's bindings (RFC 3261 section 10.3 steps 7 and
+/// 8); `remove` marks an expiry of 0.
+fn apply_updates(
+    existing: &mut Vec<Binding>,
+    updates: Vec<(Binding, bool)>,
+    aor: &str,
+) -> Result<(), Reply> {
+    for (binding, remove) in updates {
+        match existing.iter().position(|b| b.same_device(&binding)) {
+            // A refresh from the same Call-ID must carry a higher CSeq (section 10.3 step 7).
+            Some(i)
+                if existing[i].call_id == binding.call_id && existing[i].cseq >= binding.cseq =>
+            {
+                return Err(Reply::because(
+                    400,
+                    "CSeq not above the previous REGISTER's",
+                ));
+            }
+            Some(i) if remove => {
+                existing.remove(i);
+            }
+            Some(i) => existing[i] = binding,
+            None if remove => {}
+            None if existing.len() >= MAX_BINDINGS => {
+                return Err(Reply::because(
+                    403,
+                    format!("{aor} already has {MAX_BINDINGS} registered contacts"),
+                ));
+            }
+            None => existing.push(binding),
+        }
+    }
+    Ok(())
 }
 
 /// The hasher of maps whose keys are already keyed 64-bit hashes: it passes them through.
