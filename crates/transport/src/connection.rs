@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use siplab_sip::{Frame, Message, StreamDecoder, random_u64};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
-use tokio::time::Instant;
+use tokio::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::Limits;
@@ -42,10 +42,10 @@ impl FlowToken {
     /// name no flow anyway).
     pub fn parse(text: &str) -> Option<FlowToken> {
         let (id, nonce) = text.split_once('x')?;
-        let hex = |t: &str| {
-            (!t.is_empty() && t.len() <= 16 && t.bytes().all(|b| b.is_ascii_hexdigit()))
-                .then(|| u64::from_str_radix(t, 16).ok())
-                .flatten()
+        // from_str_radix alone would also take a sign.
+        let hex = |t: &str| match t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            true => u64::from_str_radix(t, 16).ok(),
+            false => None,
         };
         Some(FlowToken {
             id: hex(id)?,
@@ -95,6 +95,8 @@ pub(crate) struct Conn {
     pub(crate) tx: mpsc::Sender<Bytes>,
     /// Tells the reader to stop; the writer then flushes, says close_notify and ends.
     pub(crate) close: Arc<Notify>,
+    /// The address it stands for besides its peer's (RFC 5923 alias), at most one.
+    pub(crate) alias: Option<SocketAddr>,
 }
 
 /// At most this much of what waits in a connection's queue goes into one write.
@@ -102,8 +104,14 @@ const BATCH_LIMIT: usize = 64 * 1024;
 
 /// Drains the queue: a message alone is written as it is; several waiting are joined, up to
 /// 64 KiB, and written as one buffer (few TLS records and syscalls). Nothing is kept between
-/// writes, so an idle connection holds no write buffer.
-pub(crate) async fn writer<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Bytes>) {
+/// writes, so an idle connection holds no write buffer. A write that fails or that the peer
+/// does not take within `timeout` closes the connection (the reader is told to stop).
+pub(crate) async fn writer<W: AsyncWrite + Unpin>(
+    mut w: W,
+    mut rx: mpsc::Receiver<Bytes>,
+    close: Arc<Notify>,
+    timeout: Duration,
+) {
     while let Some(first) = rx.recv().await {
         let batch;
         let out: &[u8] = match rx.try_recv() {
@@ -122,17 +130,25 @@ pub(crate) async fn writer<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiv
                 &batch
             }
         };
-        if let Err(e) = w.write_all(out).await {
-            debug!(error = %e, "write failed");
-            return;
-        }
-        if let Err(e) = w.flush().await {
-            debug!(error = %e, "flush failed");
-            return;
+        let written = tokio::time::timeout(timeout, async {
+            w.write_all(out).await?;
+            w.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "write failed; closing");
+                return close.notify_one();
+            }
+            Err(_) => {
+                warn!("the peer took no data within the write time-out; closing");
+                return close.notify_one();
+            }
         }
     }
     // Every sender is gone: the connection is being closed. Say so to the peer (close_notify).
-    let _ = w.shutdown().await;
+    let _ = tokio::time::timeout(timeout, w.shutdown()).await;
 }
 
 /// Room made in the read buffer before each read.

@@ -35,6 +35,9 @@ pub struct Limits {
     pub write_queue: usize,
     /// Opening a TCP connection must succeed within this.
     pub connect_timeout: Duration,
+    /// A write (and the close at the end) must be taken by the peer within this; a peer that
+    /// stops reading loses its connection instead of holding the writer for ever.
+    pub write_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_connections: 50_000,
             write_queue: 4096,
             connect_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
         }
     }
 }

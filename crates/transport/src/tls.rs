@@ -112,6 +112,15 @@ pub struct PeerIdentity {
 }
 
 impl PeerIdentity {
+    /// The identity a TLS session's peer proved with its certificate; empty without one.
+    pub fn of(session: &rustls::CommonState) -> PeerIdentity {
+        session
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(PeerIdentity::from_certificate)
+            .unwrap_or_default()
+    }
+
     /// Reads the SANs of the end-entity certificate. Only called on certificates rustls
     /// already verified; a SAN extension that still does not parse yields an empty identity.
     pub fn from_certificate(der: &CertificateDer<'_>) -> PeerIdentity {

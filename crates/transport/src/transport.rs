@@ -200,13 +200,7 @@ impl Transport {
                             Ok(Err(e)) => return warn!(%peer, error = %e, "TLS handshake failed"),
                             Err(_) => return warn!(%peer, "TLS handshake timed out"),
                         };
-                        let identity = tls
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .map(PeerIdentity::from_certificate)
-                            .unwrap_or_default();
+                        let identity = PeerIdentity::of(tls.get_ref().1);
                         let local = tls.get_ref().0.local_addr().unwrap_or(bound);
                         if let Some(alpn) = alpn.filter(|a| a.chosen_by(&tls)) {
                             debug!(%peer, "handed over by ALPN");
@@ -371,13 +365,7 @@ impl Inner {
         .await
         .map_err(|_| err("TLS handshake timed out".into()))?
         .map_err(|e| err(format!("TLS handshake: {e}")))?;
-        let identity = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(PeerIdentity::from_certificate)
-            .unwrap_or_default();
+        let identity = PeerIdentity::of(tls.get_ref().1);
         let id = self.start(
             tokio_rustls::TlsStream::Client(tls),
             iface,
@@ -419,12 +407,16 @@ impl Inner {
             info: info.clone(),
             tx: tx.clone(),
             close: close.clone(),
+            alias: None,
         };
         lock(&self.table).conns.insert(id, conn);
         let span =
             info_span!("conn", id, iface = %info.interface, %peer, who = %info.identity.describe());
         let (r, w) = tokio::io::split(stream);
-        tokio::spawn(connection::writer(w, rx).instrument(span.clone()));
+        tokio::spawn(
+            connection::writer(w, rx, close.clone(), self.limits.write_timeout)
+                .instrument(span.clone()),
+        );
         let inner = self.clone();
         tokio::spawn(
             async move {
@@ -441,13 +433,19 @@ impl Inner {
 
     fn remove(&self, info: &ConnInfo) {
         let mut table = lock(&self.table);
-        table.conns.remove(&info.id);
-        table.by_addr.retain(|_, id| *id != info.id);
+        let alias = table.conns.remove(&info.id).and_then(|c| c.alias);
+        for addr in [Some(info.peer), alias].into_iter().flatten() {
+            if table.by_addr.get(&addr) == Some(&info.id) {
+                table.by_addr.remove(&addr);
+            }
+        }
         debug!("connection removed");
     }
 
     /// RFC 5923: a request whose top Via carries `alias` offers its connection for requests
     /// back to its sent-by, so a node that already holds a connection to a peer sends over it.
+    /// Only for an address the peer's certificate names (RFC 5923 section 5: a connection
+    /// must not be reused for a name it was not authenticated for), and one per connection.
     pub(crate) fn on_message(&self, info: &ConnInfo, msg: &Message) {
         if !info.inbound || !msg.is_request() {
             return;
@@ -459,13 +457,22 @@ impl Inner {
             return;
         }
         let Ok(via) = msg.top_via() else { return };
-        if let (true, Host::Ip(ip), Some(port)) =
-            (via.params.contains("alias"), &via.host, via.port)
-        {
-            lock(&self.table)
-                .by_addr
-                .entry(SocketAddr::new(*ip, port))
-                .or_insert(info.id);
+        let (true, Host::Ip(ip), Some(port)) = (via.params.contains("alias"), &via.host, via.port)
+        else {
+            return;
+        };
+        if !info.identity.ips.contains(ip) {
+            return debug!(%ip, "alias for an address the certificate does not name; ignored");
+        }
+        let addr = SocketAddr::new(*ip, port);
+        let mut guard = lock(&self.table);
+        let table = &mut *guard;
+        let Some(conn) = table.conns.get_mut(&info.id) else {
+            return;
+        };
+        if conn.alias.is_none() {
+            conn.alias = Some(addr);
+            table.by_addr.entry(addr).or_insert(info.id);
         }
     }
 }
