@@ -405,14 +405,7 @@ impl Message {
 
     /// The Expires header, with values beyond 2**32-1 taken as that.
     pub fn expires(&self) -> Result<Option<u32>, ParseError> {
-        self.single(&HeaderName::Expires, |v| {
-            let (a, b) = scan::trim(v, 0, v.len());
-            let digits = &v[a..b];
-            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-                return Err(SyntaxError::new("not a number", a));
-            }
-            Ok(scan::decimal(digits, u32::MAX.into()).map_or(u32::MAX, |n| n as u32))
-        })
+        self.single(&HeaderName::Expires, values::parse_delta_seconds)
     }
 
     pub fn contacts(&self) -> Result<Vec<Contact>, ParseError> {

@@ -131,6 +131,17 @@ pub fn parse_number(value: &[u8], max: u64) -> Result<u64, SyntaxError> {
     scan::decimal(&value[a..b], max).ok_or(SyntaxError::new("not a number in range", a))
 }
 
+/// delta-seconds (Expires, a Contact's `expires`): digits only, and a value beyond 2**32-1
+/// taken as that (RFC 3261 section 20.19).
+pub fn parse_delta_seconds(value: &[u8]) -> Result<u32, SyntaxError> {
+    let (a, b) = scan::trim(value, 0, value.len());
+    let digits = &value[a..b];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(SyntaxError::new("not a number", a));
+    }
+    Ok(scan::decimal(digits, u32::MAX.into()).map_or(u32::MAX, |n| n as u32))
+}
+
 /// The Call-ID: `word ["@" word]`, no white space inside.
 pub fn parse_call_id(value: &[u8]) -> Result<&[u8], SyntaxError> {
     let (a, b) = scan::trim(value, 0, value.len());
@@ -190,11 +201,10 @@ pub trait ContactParams {
 
 impl ContactParams for NameAddr {
     fn expires(&self) -> Option<u32> {
-        self.params.value("expires").map(|v| {
-            // An expiry beyond 2**32-1 is taken as that (RFC 3261 section 20.19).
-            scan::decimal(v.as_bytes(), u64::MAX)
-                .map_or(u32::MAX, |n| n.min(u32::MAX.into()) as u32)
-        })
+        // One that is no number counts as absent: the header's Expires or the default apply.
+        self.params
+            .value("expires")
+            .and_then(|v| parse_delta_seconds(v.as_bytes()).ok())
     }
 
     fn q(&self) -> Option<&str> {
@@ -227,6 +237,15 @@ pub fn random_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_contact_expires_that_is_no_number_counts_as_absent() {
+        let expires = |text: &str| NameAddr::parse(text.as_bytes()).unwrap().expires();
+        assert_eq!(expires("<sip:a@h>;expires=60"), Some(60));
+        assert_eq!(expires("<sip:a@h>;expires=99999999999"), Some(u32::MAX));
+        assert_eq!(expires("<sip:a@h>;expires=abc"), None);
+        assert_eq!(expires("<sip:a@h>"), None);
+    }
 
     #[test]
     fn cseq_bounds() {
