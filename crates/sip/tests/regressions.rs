@@ -4,47 +4,11 @@
 use bytes::BytesMut;
 use siplab_sip::{ErrorKind, Frame, Limits, Message, StreamDecoder};
 
-/// Replays a `fuzz/fuzz_targets/stream_decoder.rs` input exactly as that target reads it:
-/// byte 0 seeds the chunk sizes, bytes 1 and 2 pick the limits, the rest is the stream.
-fn replay_stream_decoder(data: &[u8]) -> Vec<Frame> {
-    let [seed, lh, lb, stream @ ..] = data else {
-        return Vec::new();
-    };
-    let limits = Limits {
-        max_header_bytes: if lh & 1 == 0 {
-            Limits::default().max_header_bytes
-        } else {
-            32 + usize::from(*lh) * 4
-        },
-        max_body_bytes: if lb & 1 == 0 {
-            Limits::default().max_body_bytes
-        } else {
-            usize::from(*lb) * 2
-        },
-        max_headers: if lb & 2 == 0 { 128 } else { 4 },
-    };
-    let mut decoder = StreamDecoder::new(limits);
-    let mut buf = BytesMut::new();
-    let mut frames = Vec::new();
-    let mut rng = u32::from(*seed) | 0x100;
-    let mut rest = stream;
-    while !rest.is_empty() {
-        rng ^= rng << 13;
-        rng ^= rng >> 17;
-        rng ^= rng << 5;
-        let n = (1 + rng as usize % 64).min(rest.len());
-        buf.extend_from_slice(&rest[..n]);
-        rest = &rest[n..];
-        while let Some(f) = decoder.decode(&mut buf) {
-            if let Frame::Message(m) = &f {
-                let _ = m.validate();
-                Message::parse(m.to_bytes()).unwrap();
-            }
-            frames.push(f);
-        }
-    }
-    frames
-}
+/// Replays a `fuzz/fuzz_targets/stream_decoder.rs` input with that target's own body.
+#[path = "support/stream_decoder.rs"]
+mod harness;
+
+use harness::run as replay_stream_decoder;
 
 /// cargo fuzz, stream_decoder, crash-b908167750a6b7febe2dd5609b7a0db60d1f0826 (RFC 4475
 /// mismatch01 with a 36-byte header limit). The decoder remembered how far it had searched
