@@ -172,17 +172,8 @@ async fn main() -> Result<()> {
     }
 }
 
-fn logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
-    logging("warn");
+    siplab_node::init_tracing("warn");
     let started = std::time::Instant::now();
     let certs = Certs::Authority(Arc::new(LabCa::generate().context("making the lab CA")?));
     let run = LabRun::start(lab.clone(), certs)
@@ -227,7 +218,7 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
 }
 
 async fn bench(lab: Lab, rows: &[u32], rates: &[u32], secs: u64) -> Result<()> {
-    logging("error");
+    siplab_node::init_tracing("error");
     let certs = Certs::Authority(Arc::new(LabCa::generate().context("making the lab CA")?));
     let run = LabRun::start(lab.clone(), certs)
         .await
@@ -260,7 +251,7 @@ async fn bench(lab: Lab, rows: &[u32], rates: &[u32], secs: u64) -> Result<()> {
 }
 
 async fn up(lab: Lab, dir: PathBuf) -> Result<()> {
-    logging("info");
+    siplab_node::init_tracing("info");
     let run = LabRun::start(lab.clone(), Certs::Dir(dir.clone()))
         .await
         .context("starting the lab")?;

@@ -84,7 +84,7 @@ enum Place {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    init_tracing();
+    init_tracing("info");
     let cli = Cli::parse();
     let lab = match &cli.topology {
         Some(path) => Lab::load(path).with_context(|| format!("loading {}", path.display()))?,

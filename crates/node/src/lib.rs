@@ -17,7 +17,7 @@ pub use client::{Discover, client_config, describe};
 pub use cloudpool::CloudPool;
 pub use edge::Edge;
 pub use frontend::FrontEnd;
-pub use server::{ServerArgs, init_tracing, serve};
+pub use server::{init_tracing, server_main};
 pub use start::{RunningNode, start_node};
 
 use std::net::SocketAddr;

@@ -27,10 +27,26 @@ pub struct ServerArgs {
     pub slot: Option<u8>,
 }
 
-/// Logs to stderr, filtered by RUST_LOG (default: info).
-pub fn init_tracing() {
+/// The whole `main` of a server program: its command line (`name`, what it is in `about`,
+/// then [`ServerArgs`]), its logging, and [`serve`] for the roles it takes.
+pub async fn server_main(
+    name: &'static str,
+    about: &'static str,
+    roles: &[Role],
+) -> Result<(), NodeError> {
+    use clap::{Args, Command, FromArgMatches};
+    let command = ServerArgs::augment_args(Command::new(name))
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(about);
+    let args = ServerArgs::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    init_tracing("info");
+    serve(args, roles).await
+}
+
+/// Logs to stderr, filtered by RUST_LOG (else by `default`, e.g. "info").
+pub fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
