@@ -178,7 +178,19 @@ impl Run {
                 let bind = self.args.bind;
                 tokio::spawn(async move {
                     let _permit = gate.acquire_owned().await;
-                    conn::connect(user, i as u32, tls, bind, proxy, name, shared).await
+                    // A proxy that takes the TCP connection but never finishes the handshake
+                    // must not hold the run: connecting gets the request time-out too.
+                    let wait = shared.timeout;
+                    tokio::time::timeout(
+                        wait,
+                        conn::connect(user, i as u32, tls, bind, proxy, name, shared),
+                    )
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!(
+                            "connecting to {proxy}: no TLS connection within {wait:?}"
+                        ))
+                    })
                 })
             })
             .collect();
