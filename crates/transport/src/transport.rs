@@ -80,7 +80,7 @@ struct Table {
     /// Via `alias` sent-by of inbound ones.
     by_addr: HashMap<SocketAddr, u64>,
     /// Destinations being connected to right now, so concurrent sends share one connect.
-    connecting: HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>,
+    connecting: HashMap<SocketAddr, Arc<Connecting>>,
 }
 
 pub(crate) struct Inner {
@@ -241,27 +241,31 @@ impl Transport {
                 if let Some(info) = self.try_existing(*addr, &bytes)? {
                     return Ok(info);
                 }
-                // One connect per destination at a time; others wait and then reuse it.
-                let gate = lock(&self.inner.table)
+                // One connect per destination at a time: senders that come while it runs
+                // wait for it and share its outcome, a connection or the error.
+                let attempt = lock(&self.inner.table)
                     .connecting
                     .entry(*addr)
                     .or_default()
                     .clone();
-                let _guard = gate.lock().await;
-                let result = match self.try_existing(*addr, &bytes)? {
-                    Some(info) => Ok(info),
-                    None => self
-                        .inner
-                        .connect(interface, *addr, server_name)
-                        .await
-                        .and_then(|id| {
-                            let table = lock(&self.inner.table);
-                            let conn = table.conns.get(&id).ok_or(TransportError::Closed(*addr))?;
-                            queue(conn, bytes)
-                        }),
+                let _forget = ForgetAttempt {
+                    inner: &self.inner,
+                    addr: *addr,
+                    attempt: attempt.clone(),
                 };
-                lock(&self.inner.table).connecting.remove(addr);
-                result
+                let id = attempt
+                    .get_or_init(|| async {
+                        let existing = lock(&self.inner.table).by_addr.get(addr).copied();
+                        match existing {
+                            Some(id) => Ok(id),
+                            None => self.inner.connect(interface, *addr, server_name).await,
+                        }
+                    })
+                    .await
+                    .clone()?;
+                let table = lock(&self.inner.table);
+                let conn = table.conns.get(&id).ok_or(TransportError::Closed(*addr))?;
+                queue(conn, bytes)
             }
         }
     }
@@ -313,6 +317,34 @@ fn queue(conn: &Conn, bytes: Bytes) -> Result<Arc<ConnInfo>, TransportError> {
 
 /// A poisoned lock only means another task panicked while holding it; the table itself is
 /// still consistent (every update is a single insert or remove), so keep going.
+/// A connect under way to one address, shared by every sender that waits for it.
+type Connecting = tokio::sync::OnceCell<Result<u64, TransportError>>;
+
+/// Takes a finished connect attempt out of the table when its last user is done with it, so
+/// that the next sender to that address tries afresh. One still running (its first sender
+/// went away) stays, and the next sender carries it on.
+struct ForgetAttempt<'a> {
+    inner: &'a Inner,
+    addr: SocketAddr,
+    attempt: Arc<Connecting>,
+}
+
+impl Drop for ForgetAttempt<'_> {
+    fn drop(&mut self) {
+        if !self.attempt.initialized() {
+            return;
+        }
+        let mut table = lock(&self.inner.table);
+        if table
+            .connecting
+            .get(&self.addr)
+            .is_some_and(|a| Arc::ptr_eq(a, &self.attempt))
+        {
+            table.connecting.remove(&self.addr);
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
