@@ -204,17 +204,12 @@ impl<P: Policy> Proxy<P> {
     }
 
     async fn handle(self: &Arc<Self>, msg: Message, conn: Arc<ConnInfo>) {
-        // The span's fields are worked out only when the span is enabled.
+        // The span's fields are worked out only when the span is enabled; the branch is
+        // recorded once validation has parsed the top Via.
         let call_id = || {
             msg.headers
                 .value(&HeaderName::CallId)
                 .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
-        };
-        let branch = || {
-            msg.top_via()
-                .ok()
-                .and_then(|v| v.branch().map(str::to_owned))
                 .unwrap_or_default()
         };
         if msg.is_request() {
@@ -222,7 +217,7 @@ impl<P: Policy> Proxy<P> {
                 "request",
                 method = %msg.method().map(|m| m.to_string()).unwrap_or_default(),
                 call_id = %call_id(),
-                branch = %branch(),
+                branch = tracing::field::Empty,
                 from = %conn.peer
             );
             self.on_request(msg, conn).instrument(span).await;
@@ -231,7 +226,7 @@ impl<P: Policy> Proxy<P> {
                 "response",
                 status = msg.status().unwrap_or_default(),
                 call_id = %call_id(),
-                branch = %branch(),
+                branch = tracing::field::Empty,
                 from = %conn.peer
             );
             self.on_response(msg, conn).instrument(span).await;
@@ -265,6 +260,7 @@ impl<P: Policy> Proxy<P> {
         };
         let Some(method) = msg.method() else { return };
         let top = &checked.vias[0];
+        record_branch(top);
         stamp_received(&mut msg, top, &conn);
         let key = server_key(
             top,
@@ -275,7 +271,10 @@ impl<P: Policy> Proxy<P> {
                 &method
             },
         );
-        info!(uri = %msg.request_uri().map(ToString::to_string).unwrap_or_default(), "received");
+        info!(
+            uri = msg.request_uri().map(tracing::field::display),
+            "received"
+        );
 
         match method {
             Method::Ack => {
@@ -859,6 +858,7 @@ impl<P: Policy> Proxy<P> {
             Ok(c) => c,
             Err(e) => return warn!(error = %e, "invalid response; dropped"),
         };
+        record_branch(&checked.vias[0]);
         let Some(branch) = checked.vias[0].branch().map(str::to_owned) else {
             return;
         };
@@ -960,6 +960,14 @@ impl<P: Policy> Proxy<P> {
             .send(&Destination::Flow(conn.flow), resp.to_bytes())
             .await;
     }
+}
+
+/// Puts the top Via's branch into the message's span (request or response).
+fn record_branch(top: &Via) {
+    tracing::Span::current().record(
+        "branch",
+        tracing::field::display(top.branch().unwrap_or_default()),
+    );
 }
 
 /// Ends the timer task with the task that holds it (the proxy's event loop).
