@@ -1,4 +1,4 @@
-//! What Linux says about a process: CPU time (utime + stime of every thread, from
+//! What Linux says about a process: CPU time (utime and stime of every thread, from
 //! /proc/PID/stat), resident memory (VmRSS from /proc/PID/status) and proportional memory
 //! (Pss from /proc/PID/smaps_rollup). PSS is what adds up correctly over the processes of a
 //! multi-process proxy (Kamailio's children share most of their pages); for one process it
@@ -26,11 +26,15 @@ impl Proc {
         std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
     }
 
-    /// CPU seconds used so far, user and system, all threads.
-    pub fn cpu_seconds(self) -> Result<f64> {
-        let ticks = parse_stat_ticks(&self.read("stat")?)
+    /// CPU time used so far, all threads.
+    pub fn cpu(self) -> Result<Cpu> {
+        let (user, system) = parse_stat_ticks(&self.read("stat")?)
             .ok_or_else(|| anyhow!("{}: no utime and stime fields", self.file("stat")))?;
-        Ok(ticks as f64 / clock_ticks())
+        let hz = clock_ticks();
+        Ok(Cpu {
+            user: user as f64 / hz,
+            system: system as f64 / hz,
+        })
     }
 
     pub fn rss_kib(self) -> Result<u64> {
@@ -59,15 +63,55 @@ pub fn online_cores() -> usize {
     usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
 }
 
-/// utime + stime, fields 14 and 15 of /proc/PID/stat. The command name (field 2) may hold
-/// spaces and parentheses, so counting starts after its last ')'.
-fn parse_stat_ticks(stat: &str) -> Option<u64> {
+/// CPU seconds in user space and in the kernel (on the process's behalf: its system calls,
+/// and the network work they do, such as delivering a loopback segment to its receiver).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cpu {
+    pub user: f64,
+    pub system: f64,
+}
+
+impl Cpu {
+    pub fn total(self) -> f64 {
+        self.user + self.system
+    }
+}
+
+impl std::ops::Add for Cpu {
+    type Output = Cpu;
+    fn add(self, o: Cpu) -> Cpu {
+        Cpu {
+            user: self.user + o.user,
+            system: self.system + o.system,
+        }
+    }
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+    fn sub(self, o: Cpu) -> Cpu {
+        Cpu {
+            user: self.user - o.user,
+            system: self.system - o.system,
+        }
+    }
+}
+
+impl std::iter::Sum for Cpu {
+    fn sum<I: Iterator<Item = Cpu>>(iter: I) -> Cpu {
+        iter.fold(Cpu::default(), |a, b| a + b)
+    }
+}
+
+/// utime and stime, fields 14 and 15 of /proc/PID/stat. The command name (field 2) may
+/// hold spaces and parentheses, so counting starts after its last ')'.
+fn parse_stat_ticks(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace();
     // After the name: state (3), ppid (4), ..., utime is the 12th field from here.
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// `Name:   1234 kB` of status or smaps_rollup.
@@ -96,8 +140,8 @@ impl Target {
         self.0.is_empty()
     }
 
-    pub fn cpu_seconds(&self) -> Result<f64> {
-        self.0.iter().map(|&p| Proc::Pid(p).cpu_seconds()).sum()
+    pub fn cpu(&self) -> Result<Cpu> {
+        self.0.iter().map(|&p| Proc::Pid(p).cpu()).sum()
     }
 
     pub fn memory(&self) -> Result<Memory> {
@@ -118,7 +162,7 @@ mod tests {
     fn stat_fields_are_counted_after_the_command_name() {
         let stat = "4242 (siplab (fe) x) S 1 4242 4242 0 -1 4194560 1505 0 0 0 \
                     250 75 0 0 20 0 3 0 12345 123456789 2500 18446744073709551615";
-        assert_eq!(parse_stat_ticks(stat), Some(325));
+        assert_eq!(parse_stat_ticks(stat), Some((250, 75)));
         assert_eq!(parse_stat_ticks("garbage"), None);
     }
 
@@ -133,7 +177,7 @@ mod tests {
 
     #[test]
     fn this_process_is_readable() {
-        assert!(Proc::Myself.cpu_seconds().unwrap() >= 0.0);
+        assert!(Proc::Myself.cpu().unwrap().total() >= 0.0);
         assert!(Proc::Myself.rss_kib().unwrap() > 0);
     }
 }

@@ -33,6 +33,9 @@ pub struct ProxyFigures {
     pub cores: Option<f64>,
     /// CPU time per answered unit.
     pub cpu_us_per_unit: Option<f64>,
+    /// The part of that CPU time spent in the kernel (system calls and the network work
+    /// they do).
+    pub kernel_share: Option<f64>,
     /// At the end of the step.
     pub memory: Memory,
 }
@@ -146,10 +149,13 @@ impl StepReport {
         };
         if let Some(p) = self.proxy {
             s.push_str(&format!(
-                "\n  proxy: {} cores, {} µs CPU per {}, RSS {:.1} MiB, PSS {:.1} MiB",
+                "\n  proxy: {} cores, {} µs CPU per {}{}, RSS {:.1} MiB, PSS {:.1} MiB",
                 or_short(p.cores, 2),
                 or_short(p.cpu_us_per_unit, 1),
                 self.unit,
+                p.kernel_share
+                    .map(|k| format!(" ({:.0} % in the kernel)", k * 100.0))
+                    .unwrap_or_default(),
                 p.memory.rss_kib as f64 / 1024.0,
                 p.memory.pss_kib as f64 / 1024.0
             ));
@@ -208,6 +214,7 @@ impl StepReport {
             "proxy": self.proxy.map(|p| json!({
                 "cores": p.cores,
                 "cpu_us_per_unit": p.cpu_us_per_unit,
+                "kernel_share": p.kernel_share,
                 "rss_kib": p.memory.rss_kib,
                 "pss_kib": p.memory.pss_kib,
             })),

@@ -11,7 +11,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::cli::{Args, Scenario};
 use crate::conn::{self, JobSender, Shared, Unit};
-use crate::procfs::{Memory, Proc, Target};
+use crate::procfs::{Cpu, Memory, Proc, Target};
 use crate::report::{MemoryReport, ProxyFigures, Reporter, StepReport};
 use crate::schedule::{self, Dispatcher};
 use crate::stats::StepStats;
@@ -30,24 +30,24 @@ struct Run {
 /// CPU clocks at the edges of a measuring window.
 struct Probe {
     at: Instant,
-    own_cpu: f64,
-    proxy_cpu: Option<f64>,
+    own_cpu: Cpu,
+    proxy_cpu: Option<Cpu>,
 }
 
 impl Run {
     fn probe(&self) -> Result<Probe> {
         Ok(Probe {
             at: Instant::now(),
-            own_cpu: Proc::Myself.cpu_seconds()?,
+            own_cpu: Proc::Myself.cpu()?,
             proxy_cpu: self.proxy_cpu()?,
         })
     }
 
-    fn proxy_cpu(&self) -> Result<Option<f64>> {
+    fn proxy_cpu(&self) -> Result<Option<Cpu>> {
         if self.target.is_empty() {
             return Ok(None);
         }
-        let cpu = self.target.cpu_seconds().with_context(|| {
+        let cpu = self.target.cpu().with_context(|| {
             format!("the proxy (pid {:?}) is gone or unreadable", self.target.0)
         })?;
         Ok(Some(cpu))
@@ -113,17 +113,20 @@ impl Run {
             last.saturating_duration_since(first_due).as_secs_f64()
         });
         // CPU time comes in clock ticks (10 ms): over less than a second it says little.
-        let cpu = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        let cpu = |a: Option<Cpu>, b: Option<Cpu>| match (a, b) {
             (Some(a), Some(b)) if cpu_seconds >= 1.0 => Some(b - a),
             _ => None,
         };
         let proxy = self.proxy_memory()?.map(|memory| {
             let used = cpu(start.proxy_cpu, end.proxy_cpu);
             ProxyFigures {
-                cores: used.map(|c| c / cpu_seconds),
+                cores: used.map(|c| c.total() / cpu_seconds),
                 cpu_us_per_unit: used
                     .filter(|_| tally.answered > 0)
-                    .map(|c| c * 1e6 / tally.answered as f64),
+                    .map(|c| c.total() * 1e6 / tally.answered as f64),
+                kernel_share: used
+                    .filter(|c| c.total() > 0.0)
+                    .map(|c| c.system / c.total()),
                 memory,
             }
         });
@@ -144,7 +147,7 @@ impl Run {
                 0.0
             },
             tally,
-            own_cores: cpu(Some(start.own_cpu), Some(end.own_cpu)).map(|c| c / cpu_seconds),
+            own_cores: cpu(Some(start.own_cpu), Some(end.own_cpu)).map(|c| c.total() / cpu_seconds),
             threads: self.threads,
             machine_cores: self.machine_cores,
             proxy,
