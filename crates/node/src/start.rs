@@ -40,7 +40,7 @@ pub async fn start_node(
     let node = lab
         .node(name)
         .ok_or_else(|| NodeError::UnknownNode(name.to_owned()))?;
-    let (transport, events) = Transport::new(Limits::default());
+    let (transport, events) = Transport::with_lanes(Limits::default(), config.workers);
     let mut own = Vec::new();
     let mut listening = Vec::new();
     let identities = lab.node_identities();
@@ -138,7 +138,7 @@ fn run<P: Policy>(
     transport: &Transport,
     own: Vec<OwnInterface>,
     config: ProxyConfig,
-    events: tokio::sync::mpsc::Receiver<siplab_transport::Event>,
+    events: Vec<tokio::sync::mpsc::Receiver<siplab_transport::Event>>,
 ) -> (Arc<Location>, Arc<PresenceServer>) {
     let proxy = Proxy::new(policy, transport.clone(), own, config);
     proxy.spawn(events);

@@ -6,7 +6,6 @@
 //! transaction that sent the request.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,7 +37,8 @@ pub struct OwnInterface {
 /// Timers and bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct ProxyConfig {
-    /// Tasks that process requests, messages of one Call-ID always on the same one.
+    /// Lanes of the transport, each with a task processing its messages (one per core by
+    /// default; messages of one Call-ID always on the same lane).
     pub workers: usize,
     /// Timers B and F: a final response must come within this (64 * T1).
     pub timer_b: Duration,
@@ -138,21 +138,30 @@ impl<P: Policy> Proxy<P> {
         &self.policy
     }
 
-    /// Takes the transport's events and processes them until the transport goes away.
-    /// Messages of one Call-ID go to the same worker, so a dialog's requests keep their order.
-    pub fn spawn(self: &Arc<Self>, mut events: mpsc::Receiver<Event>) {
-        let workers: Vec<mpsc::Sender<(Message, Arc<ConnInfo>)>> = (0..self.config.workers.max(1))
-            .map(|_| {
-                let (tx, mut rx) = mpsc::channel::<(Message, Arc<ConnInfo>)>(1024);
-                let proxy = self.clone();
-                tokio::spawn(async move {
-                    while let Some((msg, conn)) = rx.recv().await {
-                        proxy.handle(msg, conn).await;
+    /// Processes the transport's lanes ([`Transport::with_lanes`]), one task per lane, until
+    /// the transport goes away. The transport puts the messages of one Call-ID on the same
+    /// lane, so a dialog's requests keep their order.
+    pub fn spawn(self: &Arc<Self>, lanes: Vec<mpsc::Receiver<Event>>) {
+        // The timer task ends with the last lane.
+        let end_timers = Arc::new(EndTimers(self.timers.clone()));
+        for mut events in lanes {
+            let (proxy, end_timers) = (self.clone(), end_timers.clone());
+            tokio::spawn(async move {
+                let _end_timers = end_timers;
+                while let Some(event) = events.recv().await {
+                    match event {
+                        Event::Message { msg, conn } => proxy.handle(msg, conn).await,
+                        Event::Closed { conn } => {
+                            if conn.inbound {
+                                proxy.location.remove_flow(&conn.flow);
+                                // Users whose last binding went are offline now.
+                                proxy.notify_in_background();
+                            }
+                        }
                     }
-                });
-                tx
-            })
-            .collect();
+                }
+            });
+        }
         let (timers, weak) = (self.timers.clone(), Arc::downgrade(self));
         tokio::spawn(async move {
             loop {
@@ -170,35 +179,15 @@ impl<P: Policy> Proxy<P> {
                 }
             }
         });
-        let proxy = self.clone();
+        let weak = Arc::downgrade(self);
         tokio::spawn(async move {
-            let _end_timers = EndTimers(proxy.timers.clone());
             let mut sweep = tokio::time::interval(Duration::from_secs(30));
+            sweep.tick().await;
             loop {
-                tokio::select! {
-                    ev = events.recv() => match ev {
-                        Some(Event::Message { msg, conn }) => {
-                            let mut h = DefaultHasher::new();
-                            msg.headers.value(&HeaderName::CallId).hash(&mut h);
-                            let w = &workers[(h.finish() % workers.len() as u64) as usize];
-                            if w.send((msg, conn)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Some(Event::Closed { conn }) => {
-                            if conn.inbound {
-                                proxy.location.remove_flow(&conn.flow);
-                                // Users whose last binding went are offline now.
-                                proxy.notify_in_background();
-                            }
-                        }
-                        None => return,
-                    },
-                    _ = sweep.tick() => {
-                        proxy.location.sweep();
-                        proxy.notify_in_background();
-                    }
-                }
+                sweep.tick().await;
+                let Some(proxy) = weak.upgrade() else { return };
+                proxy.location.sweep();
+                proxy.notify_in_background();
             }
         });
     }
@@ -970,7 +959,7 @@ fn record_branch(top: &Via) {
     );
 }
 
-/// Ends the timer task with the task that holds it (the proxy's event loop).
+/// Ends the timer task when the lane tasks that share it are gone.
 struct EndTimers(Arc<Timers>);
 
 impl Drop for EndTimers {

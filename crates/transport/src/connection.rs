@@ -206,7 +206,7 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
                 Frame::Message(msg) => {
                     inner.on_message(&info, &msg);
                     if inner
-                        .events
+                        .lane_of(&msg)
                         .send(Event::Message {
                             msg,
                             conn: info.clone(),

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,7 +88,9 @@ pub(crate) struct Inner {
     limits: Limits,
     interfaces: Mutex<HashMap<Arc<str>, Interface>>,
     table: Mutex<Table>,
-    pub(crate) events: mpsc::Sender<Event>,
+    /// One channel per lane: the messages of one Call-ID always take the same lane, so a
+    /// node can process lanes in parallel and still keep a dialog's messages in order.
+    lanes: Box<[mpsc::Sender<Event>]>,
     permits: Arc<Semaphore>,
     next_id: AtomicU64,
 }
@@ -101,12 +104,23 @@ pub struct Transport {
 impl Transport {
     /// A transport and the channel its events arrive on.
     pub fn new(limits: Limits) -> (Transport, mpsc::Receiver<Event>) {
-        let (events, rx) = mpsc::channel(4096);
+        let (transport, mut lanes) = Transport::with_lanes(limits, 1);
+        let events = lanes.pop().expect("one lane was asked for");
+        (transport, events)
+    }
+
+    /// A transport whose events arrive on `lanes` channels (at least one): each message on
+    /// the lane of its Call-ID, each `Closed` on the lane of its connection. The connection's
+    /// reader hands a message straight to the task that processes its lane.
+    pub fn with_lanes(limits: Limits, lanes: usize) -> (Transport, Vec<mpsc::Receiver<Event>>) {
+        let lanes = lanes.max(1);
+        let per_lane = (4096 / lanes).max(256);
+        let (senders, receivers) = (0..lanes).map(|_| mpsc::channel(per_lane)).unzip();
         let inner = Inner {
             limits,
             interfaces: Mutex::new(HashMap::new()),
             table: Mutex::new(Table::default()),
-            events,
+            lanes: Vec::into_boxed_slice(senders),
             permits: Arc::new(Semaphore::new(limits.max_connections)),
             next_id: AtomicU64::new(1),
         };
@@ -114,7 +128,7 @@ impl Transport {
             Transport {
                 inner: Arc::new(inner),
             },
-            rx,
+            receivers,
         )
     }
 
@@ -456,7 +470,8 @@ impl Inner {
                 connection::reader(r, info.clone(), tx, close, inner.clone(), inner.limits).await;
                 inner.remove(&info);
                 drop(permit);
-                let _ = inner.events.send(Event::Closed { conn: info }).await;
+                let lane = inner.lane(info.id);
+                let _ = lane.send(Event::Closed { conn: info }).await;
             }
             .instrument(span),
         );
@@ -478,6 +493,20 @@ impl Inner {
     /// back to its sent-by, so a node that already holds a connection to a peer sends over it.
     /// Only for an address the peer's certificate names (RFC 5923 section 5: a connection
     /// must not be reused for a name it was not authenticated for), and one per connection.
+    /// The lane of a message: by its Call-ID (lane 0 without one; the next layer refuses it).
+    pub(crate) fn lane_of(&self, msg: &Message) -> &mpsc::Sender<Event> {
+        if self.lanes.len() == 1 {
+            return &self.lanes[0];
+        }
+        let mut h = DefaultHasher::new();
+        msg.headers.value(&HeaderName::CallId).hash(&mut h);
+        self.lane(h.finish())
+    }
+
+    fn lane(&self, key: u64) -> &mpsc::Sender<Event> {
+        &self.lanes[(key % self.lanes.len() as u64) as usize]
+    }
+
     pub(crate) fn on_message(&self, info: &ConnInfo, msg: &Message) {
         if !info.inbound || !msg.is_request() {
             return;

@@ -23,6 +23,19 @@ struct Setup {
 }
 
 async fn server(octet: u8) -> Setup {
+    let (ca, server, mut lanes, addr) = server_with_lanes(octet, 1).await;
+    Setup {
+        ca,
+        server,
+        server_events: lanes.remove(0),
+        addr,
+    }
+}
+
+async fn server_with_lanes(
+    octet: u8,
+    lanes: usize,
+) -> (LabCa, Transport, Vec<Receiver<Event>>, SocketAddr) {
     let ca = LabCa::generate().unwrap();
     let ip = format!("127.8.{octet}.1").parse().unwrap();
     let id = NodeIdentity {
@@ -37,15 +50,10 @@ async fn server(octet: u8) -> Setup {
         cert.key_pem.as_bytes(),
     )
     .unwrap();
-    let (server, server_events) = Transport::new(Limits::default());
+    let (server, server_events) = Transport::with_lanes(Limits::default(), lanes);
     server.add_interface("srv", ip, tls);
     let addr = server.listen("srv", SocketAddr::new(ip, 0)).await.unwrap();
-    Setup {
-        ca,
-        server,
-        server_events,
-        addr,
-    }
+    (ca, server, server_events, addr)
 }
 
 fn user_tls(ca: &LabCa, aor: &str) -> TlsConfig {
@@ -271,4 +279,74 @@ async fn a_listener_hands_an_alpn_client_over_and_keeps_sip_clients() {
     assert_eq!(conn.identity.sip_aor(), Some("adam@contoso.test"));
     // Only the SIP connection is in the table; the handed-over one has ended.
     assert_eq!(server.connection_count(), 1);
+}
+
+#[tokio::test]
+async fn each_call_id_keeps_to_one_lane_and_the_close_comes_once() {
+    let (ca, _server, mut lanes, addr) = server_with_lanes(9, 3).await;
+    let (client, _client_events) = Transport::new(Limits::default());
+    client.add_interface(
+        "alice",
+        "127.8.9.2".parse().unwrap(),
+        user_tls(&ca, "alice@contoso.test"),
+    );
+    let dest = Destination::Peer {
+        interface: "alice".into(),
+        addr,
+        server_name: "srv.test".into(),
+    };
+    let call_ids: Vec<String> = (0..6).map(|i| format!("lane-test-{i}")).collect();
+    for round in 0..2 {
+        for id in &call_ids {
+            let msg = OPTIONS
+                .replace("Call-ID: c1", &format!("Call-ID: {id}"))
+                .replace("CSeq: 1", &format!("CSeq: {}", round + 1));
+            client.send(&dest, Bytes::from(msg)).await.unwrap();
+        }
+    }
+    // Which lanes each Call-ID arrived on, in the order it arrived there.
+    let mut seen: Vec<(String, usize, u32)> = Vec::new();
+    while seen.len() < 12 {
+        let (lane, event) = next_on_any(&mut lanes).await.expect("all 12 arrive");
+        let Event::Message { msg, .. } = event else {
+            panic!("a connection closed early");
+        };
+        let id = String::from_utf8_lossy(msg.call_id().unwrap()).into_owned();
+        seen.push((id, lane, msg.cseq().unwrap().seq));
+    }
+    for id in &call_ids {
+        let on: Vec<_> = seen.iter().filter(|(i, ..)| i == id).collect();
+        assert_eq!(on.len(), 2, "{id}: {seen:?}");
+        assert_eq!(on[0].1, on[1].1, "{id} took two lanes: {seen:?}");
+        assert_eq!((on[0].2, on[1].2), (1, 2), "{id} out of order: {seen:?}");
+    }
+    let mut used: Vec<usize> = seen.iter().map(|s| s.1).collect();
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() > 1, "six Call-IDs all took lane {used:?}");
+
+    client.close_all();
+    let (_, event) = next_on_any(&mut lanes)
+        .await
+        .expect("the close is handed up");
+    assert!(matches!(event, Event::Closed { .. }));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        lanes.iter_mut().all(|l| l.try_recv().is_err()),
+        "one close only"
+    );
+}
+
+/// The next event on any of `lanes`, and which lane it came on.
+async fn next_on_any(lanes: &mut [Receiver<Event>]) -> Option<(usize, Event)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            if let Ok(event) = lane.try_recv() {
+                return Some((i, event));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
 }
