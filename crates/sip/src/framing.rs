@@ -129,8 +129,21 @@ impl StreamDecoder {
 /// a non-negative decimal (RFC 4475 3.1.2.3 and 3.3.9).
 pub(crate) fn content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
     let mut found = None;
-    let mut lines = head.split(|&b| b == b'\n').skip(1).peekable();
+    let mut start = 0;
+    let mut lines = memchr::memchr_iter(b'\n', head)
+        .chain(std::iter::once(head.len()))
+        .map(|end| {
+            let line = &head[start.min(end)..end];
+            start = end + 1;
+            line
+        })
+        .skip(1)
+        .peekable();
     while let Some(line) = lines.next() {
+        // Most lines are not it: their first letter tells (`Content-Length` or `l`).
+        if !matches!(line.first(), Some(b'C' | b'c' | b'L' | b'l')) {
+            continue;
+        }
         let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
@@ -146,11 +159,11 @@ pub(crate) fn content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
             ));
         }
         // A folded value continues on lines that start with white space.
-        let mut value = line[colon + 1..].to_vec();
+        let mut value = std::borrow::Cow::Borrowed(&line[colon + 1..]);
         while let Some(next) =
             lines.next_if(|l| l.first().is_some_and(|&b| b == b' ' || b == b'\t'))
         {
-            value.extend_from_slice(next);
+            value.to_mut().extend_from_slice(next);
         }
         let n = values::parse_number(&value, u32::MAX.into())
             .map_err(|e| ParseError::header(HeaderName::ContentLength.as_str(), 1, e))?;
