@@ -476,6 +476,24 @@ impl Message {
             max_forwards,
         })
     }
+
+    /// The checks a proxy makes before it relays a response (RFC 3261 section 16.7): what
+    /// it reads to match and relay it well formed (every Via, CSeq, Call-ID) and From and To
+    /// present once. A response's dialog headers (From and To beyond their presence, Contact,
+    /// Record-Route) are the user agents' business: the proxy passes them on untouched.
+    /// Returns the Vias, top first.
+    pub fn validate_response(&self) -> Result<Vec<Via>, ParseError> {
+        let vias = self.vias()?;
+        if vias.is_empty() {
+            return Err(ParseError::header("Via", 1, ErrorKind::Missing));
+        }
+        self.call_id()?;
+        self.cseq()?;
+        for name in [HeaderName::From, HeaderName::To] {
+            self.required(&name, |_| Ok(()))?;
+        }
+        Ok(vias)
+    }
 }
 
 /// What [`Message::validate`] parsed on its way, for its caller to use rather than parse
@@ -759,6 +777,30 @@ hello";
         assert_eq!(m.max_forwards().unwrap(), Some(70));
         assert_eq!(m.from().unwrap().tag(), Some("1928301774"));
         assert_eq!(&m.body[..], b"hello");
+    }
+
+    #[test]
+    fn a_response_is_checked_for_what_a_proxy_relays_it_by() {
+        let req = Message::parse(Bytes::from_static(MESSAGE)).unwrap();
+        let ok = Message::response_to(&req, 200, "OK");
+        let vias = ok.validate_response().unwrap();
+        assert_eq!(vias[0].branch(), Some("z9hG4bK776asdhds"));
+
+        // A From the proxy does not read passes; a missing To, a second CSeq or a broken
+        // Via does not.
+        let mut odd_from = ok.clone();
+        odd_from.headers.set(HeaderName::From, "not a name-addr <");
+        assert!(odd_from.validate().is_err());
+        assert!(odd_from.validate_response().is_ok());
+        let mut no_to = ok.clone();
+        no_to.headers.remove_all(&HeaderName::To);
+        assert!(no_to.validate_response().is_err());
+        let mut two_cseqs = ok.clone();
+        two_cseqs.headers.push(HeaderName::CSeq, "1 MESSAGE");
+        assert!(two_cseqs.validate_response().is_err());
+        let mut bad_via = ok.clone();
+        bad_via.headers.set(HeaderName::Via, "SIP/2.0/TLS");
+        assert!(bad_via.validate_response().is_err());
     }
 
     #[test]
