@@ -843,12 +843,12 @@ impl<P: Policy> Proxy<P> {
     }
 
     async fn on_response(self: &Arc<Self>, mut msg: Message, _conn: Arc<ConnInfo>) {
-        let checked = match msg.validate() {
-            Ok(c) => c,
+        let vias = match msg.validate_response() {
+            Ok(v) => v,
             Err(e) => return warn!(error = %e, "invalid response; dropped"),
         };
-        record_branch(&checked.vias[0]);
-        let Some(branch) = checked.vias[0].branch().map(str::to_owned) else {
+        record_branch(&vias[0]);
+        let Some(branch) = vias[0].branch().map(str::to_owned) else {
             return;
         };
         let code = msg.status().unwrap_or_default();
@@ -996,15 +996,12 @@ fn stamp_received(msg: &mut Message, top: &Via, conn: &ConnInfo) {
     if !host_differs && !wants_rport {
         return;
     }
-    let mut via = top.clone();
-    if host_differs {
-        via.params.set("received", Some(&ip.to_string()));
-    }
-    if wants_rport {
-        via.params.set("rport", Some(&conn.peer.port().to_string()));
-    }
+    let via = top.stamped(
+        host_differs.then_some(ip),
+        wants_rport.then_some(conn.peer.port()),
+    );
     msg.headers.remove_first_value(&HeaderName::Via);
-    msg.headers.push_front(HeaderName::Via, via.to_string());
+    msg.headers.push_front(HeaderName::Via, via);
 }
 
 fn record_route(iface: &OwnInterface, token: Option<&FlowToken>) -> String {

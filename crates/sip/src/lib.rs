@@ -28,4 +28,4 @@ pub use values::{
     CSeq, Contact, ContactParams, Method, parse_call_id, parse_number, parse_option_tags,
     random_u64,
 };
-pub use via::{BRANCH_COOKIE, Via};
+pub use via::{BRANCH_COOKIE, SentBy, Via};

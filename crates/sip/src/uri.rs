@@ -137,11 +137,11 @@ impl Params {
                     s.token()
                         .ok_or(SyntaxError::new("empty parameter value", s.pos))?
                 };
-                Some(String::from_utf8_lossy(v).into_owned())
+                Some(text(v))
             } else {
                 None
             };
-            params.0.push((ascii(name), value));
+            params.0.push((text(name), value));
         }
         Ok(params)
     }
@@ -158,11 +158,11 @@ impl Params {
             let value = if s.eat(b'=') {
                 let v = s.take_while(is_param_char);
                 check_escapes(v, s.pos)?;
-                Some(ascii(v))
+                Some(text(v))
             } else {
                 None
             };
-            params.0.push((ascii(name), value));
+            params.0.push((text(name), value));
         }
         Ok(params)
     }
@@ -180,9 +180,13 @@ impl fmt::Display for Params {
     }
 }
 
-/// Bytes the character classes already restricted to ASCII.
-fn ascii(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// Bytes as text: as they are when UTF-8 (the character classes restrict most to ASCII;
+/// a quoted value may hold UTF-8), lossily otherwise.
+fn text(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -313,9 +317,9 @@ impl SipUri {
                     return Err(SyntaxError::new("invalid password", s.pos));
                 }
                 check_escapes(p, s.pos)?;
-                password = Some(ascii(p));
+                password = Some(text(p));
             }
-            user = Some(ascii(u));
+            user = Some(text(u));
             s.pos += at + 1;
         }
         let host = Host::scan(s)?;
@@ -333,7 +337,7 @@ impl SipUri {
         let headers = if s.eat(b'?') {
             let h = s.take_while(is_header_char);
             check_escapes(h, s.pos)?;
-            Some(ascii(h))
+            Some(text(h))
         } else {
             None
         };

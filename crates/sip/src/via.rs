@@ -1,6 +1,7 @@
 //! The Via header (RFC 3261 section 20.42): how a response finds its way back.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
 
 use crate::error::SyntaxError;
 use crate::scan::{self, Scanner};
@@ -110,11 +111,66 @@ impl Via {
             .map(|v| v.and_then(|p| p.parse().ok()))
     }
 
-    /// The host and port as sent (`sent-by`), for naming the hop.
-    pub fn sent_by(&self) -> String {
-        match self.port {
-            Some(p) => format!("{}:{p}", self.host),
-            None => self.host.to_string(),
+    /// The host and port as sent (`sent-by`), for naming the hop; displayed, not built.
+    pub fn sent_by(&self) -> SentBy<'_> {
+        SentBy(self)
+    }
+}
+
+impl Via {
+    /// This Via as a server stamps it on a request it received (RFC 3261 section 18.2.1,
+    /// RFC 3581): `received` set to `received`, and `rport` given the value `rport`, both
+    /// in place when the Via has them and appended otherwise. Written straight out, without
+    /// a copy of the Via.
+    pub fn stamped(&self, received: Option<IpAddr>, rport: Option<u16>) -> String {
+        let mut out = String::with_capacity(64 + 16 * self.params.iter().count());
+        let _ = self.write_stamped(&mut out, received, rport);
+        out
+    }
+
+    fn write_stamped(
+        &self,
+        out: &mut String,
+        mut received: Option<IpAddr>,
+        mut rport: Option<u16>,
+    ) -> fmt::Result {
+        write!(out, "SIP/2.0/{} {}", self.transport, self.host)?;
+        if let Some(p) = self.port {
+            write!(out, ":{p}")?;
+        }
+        for (name, value) in self.params.iter() {
+            if name.eq_ignore_ascii_case("received")
+                && let Some(ip) = received.take()
+            {
+                write!(out, ";{name}={ip}")?;
+            } else if name.eq_ignore_ascii_case("rport")
+                && let Some(port) = rport.take()
+            {
+                write!(out, ";{name}={port}")?;
+            } else if let Some(v) = value {
+                write!(out, ";{name}={v}")?;
+            } else {
+                write!(out, ";{name}")?;
+            }
+        }
+        if let Some(ip) = received {
+            write!(out, ";received={ip}")?;
+        }
+        if let Some(port) = rport {
+            write!(out, ";rport={port}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `host[:port]` of a Via (see [`Via::sent_by`]).
+pub struct SentBy<'a>(&'a Via);
+
+impl fmt::Display for SentBy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.port {
+            Some(p) => write!(f, "{}:{p}", self.0.host),
+            None => write!(f, "{}", self.0.host),
         }
     }
 }
@@ -161,6 +217,26 @@ mod tests {
             v.to_string(),
             "SIP/2.0/TLS [2001:db8::9]:5061;branch=z9hG4bKx;rport;received=192.0.2.1;ttl=1"
         );
+    }
+
+    #[test]
+    fn stamping_fills_rport_and_sets_received_in_place() {
+        let v = Via::parse(b"SIP/2.0/TLS host.test:5061;branch=z9hG4bKx;rport;ttl=1").unwrap();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(
+            v.stamped(Some(ip), Some(40000)),
+            "SIP/2.0/TLS host.test:5061;branch=z9hG4bKx;rport=40000;ttl=1;received=192.0.2.7"
+        );
+        let v = Via::parse(b"SIP/2.0/TLS 192.0.2.1;received=192.0.2.9;branch=z9hG4bKy").unwrap();
+        assert_eq!(
+            v.stamped(Some(ip), None),
+            "SIP/2.0/TLS 192.0.2.1;received=192.0.2.7;branch=z9hG4bKy"
+        );
+        // What stamping a copy and printing it gives, written without the copy.
+        let mut copy = v.clone();
+        copy.params.set("received", Some("192.0.2.7"));
+        copy.params.set("rport", Some("5"));
+        assert_eq!(v.stamped(Some(ip), Some(5)), copy.to_string());
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub struct ViaHop {
 impl ViaHop {
     fn of(via: &Via) -> ViaHop {
         ViaHop {
-            sent_by: via.sent_by(),
+            sent_by: via.sent_by().to_string(),
             host: via.host.to_string(),
             port: via.port,
             received: via.received().map(str::to_owned),
