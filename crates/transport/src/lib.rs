@@ -3,7 +3,8 @@
 //! one reader (framing with the codec) and one writer (a bounded queue, batched writes) per
 //! connection, and the limits and time-outs that keep one bad peer from costing the others.
 //!
-//! What arrives goes up as [`Event`]s on one channel; what goes down is addressed to a
+//! What arrives goes up as [`Event`]s on one channel, or on several lanes keyed by Call-ID
+//! ([`Transport::with_lanes`]); what goes down is addressed to a
 //! [`Destination`]: a flow (the very connection a client opened) or a peer address. A
 //! listener may share its port with one other protocol, chosen by the client through ALPN
 //! ([`Transport::listen_with_alpn`]); such connections are handed over whole and never
