@@ -133,7 +133,7 @@ pub(crate) fn content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
     let mut lines = memchr::memchr_iter(b'\n', head)
         .chain(std::iter::once(head.len()))
         .map(|end| {
-            let line = &head[start.min(end)..end];
+            let line = &head[start..end];
             start = end + 1;
             line
         })

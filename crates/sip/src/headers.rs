@@ -153,16 +153,22 @@ impl Header {
     /// The comma-separated elements of a list header's value (the whole value for others).
     /// `None` when a quote or angle bracket never closes.
     pub fn elements(&self) -> Option<Vec<Bytes>> {
-        if !self.name.is_list() {
-            return Some(vec![self.value.clone()]);
-        }
-        let parts = scan::split_list(&self.value)?;
+        let parts = self.element_ranges()?;
         Some(
             parts
                 .into_iter()
                 .map(|(s, e)| self.value.slice(s..e))
                 .collect(),
         )
+    }
+
+    /// Where in the value each element of [`Header::elements`] lies, without slicing it out.
+    pub fn element_ranges(&self) -> Option<Vec<(usize, usize)>> {
+        if self.name.is_list() {
+            scan::split_list(&self.value)
+        } else {
+            Some(vec![(0, self.value.len())])
+        }
     }
 
     fn write(&self, out: &mut BytesMut) {

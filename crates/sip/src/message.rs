@@ -336,16 +336,13 @@ impl Message {
     ) -> Result<Vec<T>, ParseError> {
         let mut out = Vec::new();
         for h in self.headers.get_all(&name) {
-            let parts = match h.name.is_list() {
-                true => scan::split_list(&h.value).ok_or_else(|| {
-                    ParseError::header(
-                        name.as_str(),
-                        out.len() + 1,
-                        SyntaxError::new("unterminated quote or '<'", 0),
-                    )
-                })?,
-                false => vec![(0, h.value.len())],
-            };
+            let parts = h.element_ranges().ok_or_else(|| {
+                ParseError::header(
+                    name.as_str(),
+                    out.len() + 1,
+                    SyntaxError::new("unterminated quote or '<'", 0),
+                )
+            })?;
             for (start, end) in parts {
                 out.push(
                     parse(&h.value[start..end])
@@ -367,15 +364,12 @@ impl Message {
             .headers
             .get(&HeaderName::Via)
             .ok_or_else(|| ParseError::header("Via", 1, ErrorKind::Missing))?;
-        let first = match scan::split_list(&h.value) {
-            Some(parts) => parts[0],
-            None => {
-                return Err(ParseError::header(
-                    "Via",
-                    1,
-                    SyntaxError::new("unterminated quote", 0),
-                ));
-            }
+        let Some(&first) = h.element_ranges().as_deref().and_then(<[_]>::first) else {
+            return Err(ParseError::header(
+                "Via",
+                1,
+                SyntaxError::new("unterminated quote", 0),
+            ));
         };
         Via::parse(&h.value[first.0..first.1]).map_err(|e| ParseError::header("Via", 1, e))
     }

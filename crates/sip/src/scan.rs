@@ -2,7 +2,6 @@
 //! linear white space (which, inside a header value, may still hold the CRLF of a folded
 //! line) and the quoting rules of quoted strings and angle brackets.
 
-/// `token` characters (RFC 3261 section 25.1).
 /// Where the first CRLF in `hay` starts. A two-byte needle is found faster by looking for
 /// its first byte than by building a substring searcher for every line.
 pub(crate) fn find_crlf(hay: &[u8]) -> Option<usize> {
@@ -25,6 +24,7 @@ pub(crate) fn find_blank_line(hay: &[u8]) -> Option<usize> {
     FINDER.find(hay)
 }
 
+/// `token` characters (RFC 3261 section 25.1).
 pub(crate) fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(

@@ -1,6 +1,6 @@
 //! The Via header (RFC 3261 section 20.42): how a response finds its way back.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::net::IpAddr;
 
 use crate::error::SyntaxError;
@@ -115,55 +115,23 @@ impl Via {
     pub fn sent_by(&self) -> SentBy<'_> {
         SentBy(self)
     }
-}
 
-impl Via {
     /// This Via as a server stamps it on a request it received (RFC 3261 section 18.2.1,
     /// RFC 3581): `received` set to `received`, and `rport` given the value `rport`, both
-    /// in place when the Via has them and appended otherwise. Written straight out, without
+    /// in place when the Via has them and appended otherwise; written straight out, without
     /// a copy of the Via.
     pub fn stamped(&self, received: Option<IpAddr>, rport: Option<u16>) -> String {
-        let mut out = String::with_capacity(64 + 16 * self.params.iter().count());
-        let _ = self.write_stamped(&mut out, received, rport);
-        out
-    }
-
-    fn write_stamped(
-        &self,
-        out: &mut String,
-        mut received: Option<IpAddr>,
-        mut rport: Option<u16>,
-    ) -> fmt::Result {
-        write!(out, "SIP/2.0/{} {}", self.transport, self.host)?;
-        if let Some(p) = self.port {
-            write!(out, ":{p}")?;
+        Stamped {
+            via: self,
+            received,
+            rport,
         }
-        for (name, value) in self.params.iter() {
-            if name.eq_ignore_ascii_case("received")
-                && let Some(ip) = received.take()
-            {
-                write!(out, ";{name}={ip}")?;
-            } else if name.eq_ignore_ascii_case("rport")
-                && let Some(port) = rport.take()
-            {
-                write!(out, ";{name}={port}")?;
-            } else if let Some(v) = value {
-                write!(out, ";{name}={v}")?;
-            } else {
-                write!(out, ";{name}")?;
-            }
-        }
-        if let Some(ip) = received {
-            write!(out, ";received={ip}")?;
-        }
-        if let Some(port) = rport {
-            write!(out, ";rport={port}")?;
-        }
-        Ok(())
+        .to_string()
     }
 }
 
 /// `host[:port]` of a Via (see [`Via::sent_by`]).
+#[derive(Debug, Clone, Copy)]
 pub struct SentBy<'a>(&'a Via);
 
 impl fmt::Display for SentBy<'_> {
@@ -175,13 +143,51 @@ impl fmt::Display for SentBy<'_> {
     }
 }
 
+/// A Via written out with `received` and `rport` given these values (see [`Via::stamped`]);
+/// a Via's own text is this with neither.
+struct Stamped<'a> {
+    via: &'a Via,
+    received: Option<IpAddr>,
+    rport: Option<u16>,
+}
+
+impl fmt::Display for Stamped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (mut received, mut rport) = (self.received, self.rport);
+        write!(f, "SIP/2.0/{} {}", self.via.transport, self.via.sent_by())?;
+        for (name, value) in self.via.params.iter() {
+            if name.eq_ignore_ascii_case("received")
+                && let Some(ip) = received.take()
+            {
+                write!(f, ";{name}={ip}")?;
+            } else if name.eq_ignore_ascii_case("rport")
+                && let Some(port) = rport.take()
+            {
+                write!(f, ";{name}={port}")?;
+            } else if let Some(v) = value {
+                write!(f, ";{name}={v}")?;
+            } else {
+                write!(f, ";{name}")?;
+            }
+        }
+        if let Some(ip) = received {
+            write!(f, ";received={ip}")?;
+        }
+        if let Some(port) = rport {
+            write!(f, ";rport={port}")?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
-        if let Some(p) = self.port {
-            write!(f, ":{p}")?;
+        Stamped {
+            via: self,
+            received: None,
+            rport: None,
         }
-        write!(f, "{}", self.params)
+        .fmt(f)
     }
 }
 
