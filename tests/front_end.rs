@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{RawClient, TestLab, WAIT, exchange, received, warning};
 use siplab_proxy::ProxyConfig;
-use siplab_sip::{HeaderName, Method};
+use siplab_sip::{HeaderName, Message, Method};
 use siplab_topology::At;
 use siplab_transport::Event;
 
@@ -280,11 +280,11 @@ async fn a_full_transaction_table_answers_503_with_retry_after() {
         ..ProxyConfig::default()
     };
     let lab = TestLab::start_with(30, &["R1"], config).await;
-    let _silent = silent_alice(&lab).await;
+    let mut silent = silent_alice(&lab).await;
     // The first MESSAGE waits on the silent client and holds the only transaction.
     let first = RawClient::new(&lab, "alice@contoso.test", At::Internal).await;
     first.send(TO_ALICE).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    silent.next(|m| m.method() == Some(Method::Message)).await;
     let second = TO_ALICE
         .replace("silent-msg", "silent-msg-2")
         .replace("silent2", "silent3");
@@ -297,3 +297,54 @@ async fn a_full_transaction_table_answers_503_with_retry_after() {
         Some(&b"5"[..])
     );
 }
+
+#[tokio::test]
+async fn a_cancelled_invite_ends_with_the_callees_487_not_the_answer_to_the_cancel() {
+    let lab = TestLab::start(31, &["R1"]).await;
+    let mut callee = silent_alice(&lab).await;
+    let mut caller = RawClient::new(&lab, "alice@contoso.test", At::Internal).await;
+    caller.send(INVITE_ALICE).await;
+    let (invite, to_r1) = callee.next(|m| m.method() == Some(Method::Invite)).await;
+    let mut ringing = Message::response_to(&invite, 180, "Ringing");
+    ringing
+        .headers
+        .set(HeaderName::To, "<sip:alice@contoso.test>;tag=callee");
+    callee.answer(&to_r1, &ringing).await;
+    caller.next(|m| m.status() == Some(180)).await;
+
+    caller
+        .send(
+            &INVITE_ALICE
+                .replacen("INVITE", "CANCEL", 1)
+                .replace("1 INVITE", "1 CANCEL"),
+        )
+        .await;
+    let (cancelled, _) = caller.next(|m| m.status().is_some_and(|s| s >= 200)).await;
+    assert_eq!(
+        cancelled.status(),
+        Some(200),
+        "R1 answers the CANCEL itself"
+    );
+    assert_eq!(cancelled.cseq().unwrap().method, Method::Cancel);
+
+    // R1's own CANCEL reaches the callee with the INVITE's branch; the callee answers it and
+    // ends the INVITE with 487.
+    let (cancel, _) = callee.next(|m| m.method() == Some(Method::Cancel)).await;
+    callee
+        .answer(&to_r1, &Message::response_to(&cancel, 200, "OK"))
+        .await;
+    let mut terminated = Message::response_to(&invite, 487, "Request Terminated");
+    terminated
+        .headers
+        .set(HeaderName::To, "<sip:alice@contoso.test>;tag=callee");
+    callee.answer(&to_r1, &terminated).await;
+
+    let final_answer = caller.final_response().await;
+    assert_eq!(final_answer.status(), Some(487), "{final_answer:?}");
+    assert_eq!(final_answer.cseq().unwrap().method, Method::Invite);
+    // R1 acknowledges the 487 hop by hop.
+    callee.next(|m| m.method() == Some(Method::Ack)).await;
+}
+
+/// An INVITE to alice, from alice's other device.
+const INVITE_ALICE: &str = "INVITE sip:alice@contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5072;branch=z9hG4bKcancelme\r\nMax-Forwards: 70\r\nFrom: <sip:alice@contoso.test>;tag=3\r\nTo: <sip:alice@contoso.test>\r\nCall-ID: cancel-call\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{ip}:5072;transport=tls>\r\nContent-Length: 0\r\n\r\n";

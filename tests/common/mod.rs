@@ -158,9 +158,9 @@ impl RawClient {
         }
     }
 
-    /// Sends `request` to the server, `{ip}` replaced by the client's address.
-    pub async fn send(&self, request: &str) {
-        let text = request.replace("{ip}", &self.ip.to_string());
+    /// Sends `text` to the server, `{ip}` replaced by the client's address.
+    pub async fn send(&self, text: &str) {
+        let text = text.replace("{ip}", &self.ip.to_string());
         self.transport
             .send(&self.server, bytes::Bytes::from(text))
             .await
@@ -169,6 +169,17 @@ impl RawClient {
 
     /// The next final response this client receives.
     pub async fn final_response(&mut self) -> siplab_sip::Message {
+        self.next(|m| m.status().is_some_and(|s| s >= 200)).await.0
+    }
+
+    /// The next message this client receives that `wanted` picks, and its connection.
+    pub async fn next(
+        &mut self,
+        wanted: impl Fn(&siplab_sip::Message) -> bool,
+    ) -> (
+        siplab_sip::Message,
+        std::sync::Arc<siplab_transport::ConnInfo>,
+    ) {
         use siplab_transport::Event;
         loop {
             match tokio::time::timeout(WAIT, self.events.recv())
@@ -176,12 +187,21 @@ impl RawClient {
                 .expect("answered in time")
                 .expect("transport alive")
             {
-                Event::Message { msg, .. } if msg.status().is_some_and(|s| s >= 200) => {
-                    return msg;
-                }
+                Event::Message { msg, conn } if wanted(&msg) => return (msg, conn),
                 _ => continue,
             }
         }
+    }
+
+    /// Sends `msg` back down the connection `conn` (an answer to what came on it).
+    pub async fn answer(&self, conn: &siplab_transport::ConnInfo, msg: &siplab_sip::Message) {
+        self.transport
+            .send(
+                &siplab_transport::Destination::Flow(conn.flow),
+                msg.to_bytes(),
+            )
+            .await
+            .expect("answered");
     }
 }
 

@@ -10,21 +10,21 @@ use std::fmt::{self, Write as _};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use siplab_sip::{BRANCH_COOKIE, Checked, HeaderName, Message, random_u64};
+use siplab_sip::{BRANCH_COOKIE, HeaderName, Message, random_u64};
 
 /// The hash over the fields RFC 3261 section 16.6 step 8 names (Request-URI, To and From
 /// tags, Call-ID, CSeq number, Proxy-Require, Proxy-Authorization) plus the Route set and
 /// the asserted identity as received, which is what tells a spiral from a loop here.
-pub fn loop_hash(msg: &Message, checked: &Checked) -> u64 {
+pub fn loop_hash(msg: &Message, to_tag: Option<&str>, from_tag: Option<&str>, cseq: u32) -> u64 {
     let mut h = DefaultHasher::new();
     if let Some(uri) = msg.request_uri() {
         // Its canonical text, hashed as it is written out rather than built as a String.
         let _ = write!(HashWriter(&mut h), "{uri}");
     }
-    checked.to.tag().hash(&mut h);
-    checked.from.tag().hash(&mut h);
+    to_tag.hash(&mut h);
+    from_tag.hash(&mut h);
     msg.call_id().ok().hash(&mut h);
-    checked.cseq.seq.hash(&mut h);
+    cseq.hash(&mut h);
     for name in [
         HeaderName::Route,
         HeaderName::ProxyRequire,
@@ -89,5 +89,20 @@ mod tests {
         assert!(carries(&a, 0xabc));
         assert!(!carries(&a, 0xabd));
         assert!(!carries("z9hG4bKshort", 1));
+    }
+
+    #[test]
+    fn the_loop_hash_covers_tags_and_sequence() {
+        let m = Message::parse(bytes::Bytes::from_static(
+            b"NOTIFY sip:w@contoso.test SIP/2.0\r\nFrom: <sip:a@contoso.test>;tag=1\r\n\
+              To: <sip:w@contoso.test>;tag=2\r\nCall-ID: n1\r\nCSeq: 7 NOTIFY\r\n\
+              Content-Length: 0\r\n\r\n",
+        ))
+        .unwrap();
+        let base = loop_hash(&m, Some("2"), Some("1"), 7);
+        assert_eq!(base, loop_hash(&m, Some("2"), Some("1"), 7));
+        assert_ne!(base, loop_hash(&m, Some("3"), Some("1"), 7));
+        assert_ne!(base, loop_hash(&m, Some("2"), None, 7));
+        assert_ne!(base, loop_hash(&m, Some("2"), Some("1"), 8));
     }
 }

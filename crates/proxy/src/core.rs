@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use siplab_sip::{Checked, HeaderName, Host, Message, Method, SipUri, Uri, Via, reason_phrase};
+use siplab_sip::{
+    Checked, HeaderName, Host, Message, Method, NameAddr, SipUri, Uri, Via, reason_phrase,
+};
 use siplab_transport::{ConnInfo, Destination, Event, FlowToken, Transport, TransportError};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::branch::{self, BranchMaker};
@@ -72,6 +74,8 @@ struct ServerTxn {
     final_code: Option<u16>,
     last: Option<Bytes>,
     client_branch: Option<String>,
+    /// Timer H, while an INVITE answered with a non-2xx waits for its ACK.
+    timer: Option<TimerId>,
 }
 
 /// A request this node forwarded and waits on.
@@ -97,6 +101,9 @@ pub struct Proxy<P: Policy> {
     branches: BranchMaker,
     presence: Arc<PresenceServer>,
     timers: Arc<Timers>,
+    /// Asks the notifier task for a pass over the subscriptions; requests made while one
+    /// is pending or running fold into one pass.
+    notify_wanted: Arc<Notify>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,6 +128,7 @@ impl<P: Policy> Proxy<P> {
             branches: BranchMaker::default(),
             presence: Arc::new(PresenceServer::default()),
             timers: Arc::default(),
+            notify_wanted: Arc::default(),
         })
     }
 
@@ -155,7 +163,7 @@ impl<P: Policy> Proxy<P> {
                             if conn.inbound {
                                 proxy.location.remove_flow(&conn.flow);
                                 // Users whose last binding went are offline now.
-                                proxy.notify_in_background();
+                                proxy.notify_soon();
                             }
                         }
                     }
@@ -169,14 +177,25 @@ impl<P: Policy> Proxy<P> {
                 let Some(proxy) = weak.upgrade().filter(|_| !due.is_empty()) else {
                     return;
                 };
-                for timeout in due {
+                for (id, timeout) in due {
                     match timeout {
-                        Timeout::Client(branch) => proxy.on_timeout(&branch).await,
+                        Timeout::Client(branch) => proxy.on_timeout(&branch, id).await,
                         Timeout::Server(key) => {
-                            lock(&proxy.servers).remove(&key);
+                            let mut servers = lock(&proxy.servers);
+                            if servers.get(&key).is_some_and(|t| t.timer == Some(id)) {
+                                servers.remove(&key);
+                            }
                         }
                     }
                 }
+            }
+        });
+        let (weak, wanted) = (Arc::downgrade(self), self.notify_wanted.clone());
+        tokio::spawn(async move {
+            loop {
+                wanted.notified().await;
+                let Some(proxy) = weak.upgrade() else { return };
+                proxy.notify_due(None).await;
             }
         });
         let weak = Arc::downgrade(self);
@@ -187,7 +206,7 @@ impl<P: Policy> Proxy<P> {
                 sweep.tick().await;
                 let Some(proxy) = weak.upgrade() else { return };
                 proxy.location.sweep();
-                proxy.notify_in_background();
+                proxy.notify_soon();
             }
         });
     }
@@ -273,7 +292,9 @@ impl<P: Policy> Proxy<P> {
                     .is_some_and(|t| t.final_code.is_some_and(|c| c >= 300))
                 {
                     // The ACK of a non-2xx ends the INVITE transaction here (hop by hop).
-                    servers.remove(&key);
+                    if let Some(id) = servers.remove(&key).and_then(|t| t.timer) {
+                        self.timers.clear(id);
+                    }
                     debug!("ACK for a non-2xx absorbed");
                     return;
                 }
@@ -305,6 +326,7 @@ impl<P: Policy> Proxy<P> {
                             final_code: None,
                             last: None,
                             client_branch: None,
+                            timer: None,
                         },
                     );
                 }
@@ -327,7 +349,7 @@ impl<P: Policy> Proxy<P> {
         if let Some(reply) = self.check(&msg, &checked, &method) {
             return self.reply(&key, reply).await;
         }
-        let hash = branch::loop_hash(&msg, &checked);
+        let hash = branch::loop_hash(&msg, checked.to.tag(), checked.from.tag(), checked.cseq.seq);
         if checked.vias.iter().any(|v| {
             self.is_own_host(&v.host) && v.branch().is_some_and(|b| branch::carries(b, hash))
         }) {
@@ -528,15 +550,15 @@ impl<P: Policy> Proxy<P> {
         }
     }
 
-    /// Sends the NOTIFYs that are due: to the watchers of `target` (of everyone when
-    /// `None`) whose user's state changed, or whose subscription just began or ended.
-    /// Sends the NOTIFYs every change of state calls for, in a task of their own: the event
-    /// loop must not wait on watchers' next hops (a DNS look-up, a connect).
-    fn notify_in_background(self: &Arc<Self>) {
-        let proxy = self.clone();
-        tokio::spawn(async move { proxy.notify_due(None).await });
+    /// Has the notifier task send the NOTIFYs the latest changes call for: the lanes must
+    /// not wait on watchers' next hops (a DNS look-up, a connect), and a burst of changes
+    /// (a thousand connections closing) makes one pass, not a thousand tasks.
+    fn notify_soon(&self) {
+        self.notify_wanted.notify_one();
     }
 
+    /// Sends the NOTIFYs that are due: to the watchers of `target` (of everyone when
+    /// `None`) whose user's state changed, or whose subscription just began or ended.
     async fn notify_due(self: &Arc<Self>, target: Option<&str>) {
         let location = self.location.clone();
         let presence = self.presence.clone();
@@ -586,11 +608,14 @@ impl<P: Policy> Proxy<P> {
         let Some(out_if) = self.own_interface(&out) else {
             return;
         };
-        // A NOTIFY of our own is well formed; the hash is what a copy coming back is checked by.
-        let hash = msg
-            .validate()
-            .map(|c| branch::loop_hash(&msg, &c))
-            .unwrap_or_default();
+        // What a copy of this NOTIFY coming back is checked by.
+        let (to, from) = (msg.to().ok(), msg.from().ok());
+        let hash = branch::loop_hash(
+            &msg,
+            to.as_ref().and_then(NameAddr::tag),
+            from.as_ref().and_then(NameAddr::tag),
+            msg.cseq().map_or(0, |c| c.seq),
+        );
         let branch = self.branches.make(hash);
         msg.headers.push_front(
             HeaderName::Via,
@@ -782,10 +807,17 @@ impl<P: Policy> Proxy<P> {
         Some(t)
     }
 
-    async fn on_timeout(self: &Arc<Self>, branch: &str) {
-        let Some(t) = self.close_client(branch) else {
-            return;
+    /// Timer B, F or C (`id`) fired for the client transaction `branch`, unless the
+    /// transaction ended or re-armed its timer since.
+    async fn on_timeout(self: &Arc<Self>, branch: &str, id: TimerId) {
+        let t = {
+            let mut clients = lock(&self.clients);
+            match clients.get(branch) {
+                Some(t) if t.timer == Some(id) => clients.remove(branch),
+                _ => None,
+            }
         };
+        let Some(t) = t else { return };
         warn!(%branch, method = %t.method, "no final response in time");
         if let Some(call_id) = t.server_key.strip_prefix(ORIGINATED) {
             return self.presence.drop_dialog(call_id);
@@ -843,18 +875,24 @@ impl<P: Policy> Proxy<P> {
     }
 
     async fn on_response(self: &Arc<Self>, mut msg: Message, _conn: Arc<ConnInfo>) {
-        let vias = match msg.validate_response() {
-            Ok(v) => v,
+        let checked = match msg.validate_response() {
+            Ok(c) => c,
             Err(e) => return warn!(error = %e, "invalid response; dropped"),
         };
-        record_branch(&vias[0]);
-        let Some(branch) = vias[0].branch().map(str::to_owned) else {
+        let top = &checked.vias[0];
+        record_branch(top);
+        let code = msg.status().unwrap_or_default();
+        if checked.cseq.method == Method::Cancel {
+            // The answer to a CANCEL this node sent: hop by hop, it ends here (16.10). It
+            // shares the INVITE's branch, so it must not end the INVITE's transaction.
+            return debug!(code, "answer to our CANCEL");
+        }
+        let Some(branch) = top.branch() else {
             return;
         };
-        let code = msg.status().unwrap_or_default();
         let (key, ack) = if code < 200 {
             let mut clients = lock(&self.clients);
-            let Some(t) = clients.get_mut(&branch) else {
+            let Some(t) = clients.get_mut(branch) else {
                 return debug!(code, "response matches no transaction here; dropped");
             };
             t.provisional = true;
@@ -863,7 +901,7 @@ impl<P: Policy> Proxy<P> {
                 t.timer.take().inspect(|&id| self.timers.clear(id));
                 t.timer = Some(
                     self.timers
-                        .set(self.config.timer_c, Timeout::Client(branch.clone())),
+                        .set(self.config.timer_c, Timeout::Client(branch.to_owned())),
                 );
             }
             if code == 100 {
@@ -871,7 +909,7 @@ impl<P: Policy> Proxy<P> {
             }
             (t.server_key.clone(), None)
         } else {
-            let Some(t) = self.close_client(&branch) else {
+            let Some(t) = self.close_client(branch) else {
                 return debug!(code, "response matches no transaction here; dropped");
             };
             // The client transaction acknowledges a non-2xx final response itself (17.1.1.3).
@@ -922,22 +960,21 @@ impl<P: Policy> Proxy<P> {
                 return debug!(code, "transaction already answered; dropped");
             }
             let flow = t.conn.flow;
+            t.last = Some(bytes.clone());
             if code >= 200 {
                 t.final_code = Some(code);
-                t.last = Some(bytes.clone());
                 if !is_invite || code < 300 {
                     servers.remove(key);
+                } else {
+                    // An INVITE answered with a non-2xx waits for its ACK, but not for ever.
+                    t.timer = Some(
+                        self.timers
+                            .set(self.config.timer_h, Timeout::Server(key.to_owned())),
+                    );
                 }
-            } else {
-                t.last = Some(bytes.clone());
             }
             flow
         };
-        if code >= 300 && lock(&self.servers).contains_key(key) {
-            // An INVITE answered with a non-2xx waits for its ACK, but not for ever (Timer H).
-            self.timers
-                .set(self.config.timer_h, Timeout::Server(key.to_owned()));
-        }
         if let Err(e) = self.transport.send(&Destination::Flow(flow), bytes).await {
             warn!(error = %e, code, "response could not be sent upstream");
         }

@@ -65,8 +65,9 @@ impl Timers {
         self.earlier.notify_one();
     }
 
-    /// Waits until timers come due and returns them, earliest first; empty once ended.
-    pub(crate) async fn due(&self) -> Vec<Timeout> {
+    /// Waits until timers come due and returns them with their ids, earliest first; empty
+    /// once ended. The id tells a firing from a timer its transaction has since replaced.
+    pub(crate) async fn due(&self) -> Vec<(TimerId, Timeout)> {
         loop {
             if self.ended.load(Ordering::Relaxed) {
                 return Vec::new();
@@ -79,7 +80,7 @@ impl Timers {
                     if entry.key().0 > now {
                         break;
                     }
-                    due.push(entry.remove());
+                    due.push(entry.remove_entry());
                 }
                 if !due.is_empty() {
                     return due;
@@ -124,11 +125,17 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         timers.set(Duration::from_secs(5), Timeout::Client("early".into()));
         let started = Instant::now();
-        assert_eq!(waiter.await.unwrap(), vec![Timeout::Client("early".into())]);
+        let fired = |due: Vec<(TimerId, Timeout)>| -> Vec<Timeout> {
+            due.into_iter().map(|(_, t)| t).collect()
+        };
+        assert_eq!(
+            fired(waiter.await.unwrap()),
+            vec![Timeout::Client("early".into())]
+        );
         assert!(started.elapsed() >= Duration::from_secs(4));
         assert_eq!(timers.len(), 2);
         timers.clear(late);
-        assert_eq!(timers.due().await, vec![Timeout::Server("k".into())]);
+        assert_eq!(fired(timers.due().await), vec![Timeout::Server("k".into())]);
         assert_eq!(timers.len(), 0);
         timers.end();
         assert!(timers.due().await.is_empty());

@@ -20,7 +20,7 @@ mod via;
 pub use error::{ErrorKind, ParseError, Place, SyntaxError};
 pub use framing::{Frame, StreamDecoder};
 pub use headers::{Header, HeaderName, Headers};
-pub use message::{Checked, Limits, Message, StartLine, reason_phrase};
+pub use message::{Checked, CheckedResponse, Limits, Message, StartLine, reason_phrase};
 pub use name_addr::NameAddr;
 pub use pidf::{PRESENCE_STATES, pidf, pidf_state};
 pub use uri::{Host, Params, SipUri, Uri, unescape};

@@ -421,10 +421,7 @@ impl Message {
     /// 16.3): the mandatory headers present once and well formed, the CSeq method agreeing
     /// with the request's, no headers in a SIP Request-URI, every Via and Contact parsable.
     pub fn validate(&self) -> Result<Checked, ParseError> {
-        let vias = self.vias()?;
-        if vias.is_empty() {
-            return Err(ParseError::header("Via", 1, ErrorKind::Missing));
-        }
+        let vias = self.vias_present()?;
         let from = self.from()?;
         let to = self.to()?;
         self.call_id()?;
@@ -475,19 +472,34 @@ impl Message {
     /// it reads to match and relay it well formed (every Via, CSeq, Call-ID) and From and To
     /// present once. A response's dialog headers (From and To beyond their presence, Contact,
     /// Record-Route) are the user agents' business: the proxy passes them on untouched.
-    /// Returns the Vias, top first.
-    pub fn validate_response(&self) -> Result<Vec<Via>, ParseError> {
+    pub fn validate_response(&self) -> Result<CheckedResponse, ParseError> {
+        let vias = self.vias_present()?;
+        self.call_id()?;
+        let cseq = self.cseq()?;
+        for name in [HeaderName::From, HeaderName::To] {
+            self.required(&name, |_| Ok(()))?;
+        }
+        Ok(CheckedResponse { vias, cseq })
+    }
+
+    /// Every Via, top first; at least one.
+    fn vias_present(&self) -> Result<Vec<Via>, ParseError> {
         let vias = self.vias()?;
         if vias.is_empty() {
             return Err(ParseError::header("Via", 1, ErrorKind::Missing));
         }
-        self.call_id()?;
-        self.cseq()?;
-        for name in [HeaderName::From, HeaderName::To] {
-            self.required(&name, |_| Ok(()))?;
-        }
         Ok(vias)
     }
+}
+
+/// What [`Message::validate_response`] parsed: what a proxy matches a response by.
+#[derive(Debug, Clone)]
+pub struct CheckedResponse {
+    /// Every Via, top first (at least one).
+    pub vias: Vec<Via>,
+    /// Its method tells the answer to a CANCEL from the answer to the request it cancels,
+    /// which share a branch (RFC 3261 section 17.1.3).
+    pub cseq: CSeq,
 }
 
 /// What [`Message::validate`] parsed on its way, for its caller to use rather than parse
@@ -777,8 +789,9 @@ hello";
     fn a_response_is_checked_for_what_a_proxy_relays_it_by() {
         let req = Message::parse(Bytes::from_static(MESSAGE)).unwrap();
         let ok = Message::response_to(&req, 200, "OK");
-        let vias = ok.validate_response().unwrap();
-        assert_eq!(vias[0].branch(), Some("z9hG4bK776asdhds"));
+        let checked = ok.validate_response().unwrap();
+        assert_eq!(checked.vias[0].branch(), Some("z9hG4bK776asdhds"));
+        assert_eq!(checked.cseq.method, Method::Message);
 
         // A From the proxy does not read passes; a missing To, a second CSeq or a broken
         // Via does not.
