@@ -201,7 +201,9 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
             }
             Ok(Ok(_)) => {}
         }
+        let mut framed = false;
         while let Some(frame) = decoder.decode(&mut buf) {
+            framed = true;
             match frame {
                 Frame::Message(msg) => {
                     inner.on_message(&info, &msg);
@@ -232,13 +234,15 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
                 }
             }
         }
+        // The time-out runs from when the message still in the buffer began: a read that
+        // completed a message starts the next one's clock.
         partial_since = match (buf.is_empty(), partial_since) {
             (true, _) => {
                 buf = BytesMut::new();
                 None
             }
-            (false, Some(t)) => Some(t),
-            (false, None) => Some(Instant::now()),
+            (false, Some(t)) if !framed => Some(t),
+            (false, _) => Some(Instant::now()),
         };
     }
 }

@@ -27,7 +27,8 @@ use crate::{Limits, TransportError};
 pub enum Event {
     /// A message that framed and parsed (validation is the next layer's job).
     Message { msg: Message, conn: Arc<ConnInfo> },
-    /// A connection is gone; flows on it are dead.
+    /// A connection is gone; flows on it are dead. Handed up on every lane, after the
+    /// connection's messages on that lane.
     Closed { conn: Arc<ConnInfo> },
 }
 
@@ -110,8 +111,9 @@ impl Transport {
     }
 
     /// A transport whose events arrive on `lanes` channels (at least one): each message on
-    /// the lane of its Call-ID, each `Closed` on the lane of its connection. The connection's
-    /// reader hands a message straight to the task that processes its lane.
+    /// the lane of its Call-ID, and each `Closed` on every lane, behind the connection's
+    /// messages there. The connection's reader hands a message straight to the task that
+    /// processes its lane.
     pub fn with_lanes(limits: Limits, lanes: usize) -> (Transport, Vec<mpsc::Receiver<Event>>) {
         let lanes = lanes.max(1);
         let per_lane = (4096 / lanes).max(256);
@@ -269,7 +271,14 @@ impl Transport {
                 };
                 let id = attempt
                     .get_or_init(|| async {
-                        let existing = lock(&self.inner.table).by_addr.get(addr).copied();
+                        let existing = {
+                            let table = lock(&self.inner.table);
+                            table
+                                .by_addr
+                                .get(addr)
+                                .copied()
+                                .filter(|id| table.conns.contains_key(id))
+                        };
                         match existing {
                             Some(id) => Ok(id),
                             None => self.inner.connect(interface, *addr, server_name).await,
@@ -329,14 +338,12 @@ fn queue(conn: &Conn, bytes: Bytes) -> Result<Arc<ConnInfo>, TransportError> {
     Ok(conn.info.clone())
 }
 
-/// A poisoned lock only means another task panicked while holding it; the table itself is
-/// still consistent (every update is a single insert or remove), so keep going.
 /// A connect under way to one address, shared by every sender that waits for it.
 type Connecting = tokio::sync::OnceCell<Result<u64, TransportError>>;
 
-/// Takes a finished connect attempt out of the table when its last user is done with it, so
-/// that the next sender to that address tries afresh. One still running (its first sender
-/// went away) stays, and the next sender carries it on.
+/// Takes a finished connect attempt out of the table when the first of its senders is done
+/// with it, so that the next sender to that address tries afresh. An attempt whose sender
+/// went away before it finished stays; the next sender to that address runs it anew.
 struct ForgetAttempt<'a> {
     inner: &'a Inner,
     addr: SocketAddr,
@@ -359,6 +366,8 @@ impl Drop for ForgetAttempt<'_> {
     }
 }
 
+/// A poisoned lock only means another task panicked while holding it; the table itself is
+/// still consistent (every update is a single insert or remove), so keep going.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -421,7 +430,12 @@ impl Inner {
             false,
             permit,
         );
-        lock(&self.table).by_addr.insert(addr, id);
+        // Only while it lives: a peer that closed at once has been removed already, and an
+        // entry left behind would send every later request to a connection that is gone.
+        let mut table = lock(&self.table);
+        if table.conns.contains_key(&id) {
+            table.by_addr.insert(addr, id);
+        }
         Ok(id)
     }
 
@@ -470,8 +484,10 @@ impl Inner {
                 connection::reader(r, info.clone(), tx, close, inner.clone(), inner.limits).await;
                 inner.remove(&info);
                 drop(permit);
-                let lane = inner.lane(info.id);
-                let _ = lane.send(Event::Closed { conn: info }).await;
+                // On every lane, behind the connection's messages there.
+                for lane in inner.lanes.iter() {
+                    let _ = lane.send(Event::Closed { conn: info.clone() }).await;
+                }
             }
             .instrument(span),
         );
@@ -489,24 +505,21 @@ impl Inner {
         debug!("connection removed");
     }
 
-    /// RFC 5923: a request whose top Via carries `alias` offers its connection for requests
-    /// back to its sent-by, so a node that already holds a connection to a peer sends over it.
-    /// Only for an address the peer's certificate names (RFC 5923 section 5: a connection
-    /// must not be reused for a name it was not authenticated for), and one per connection.
-    /// The lane of a message: by its Call-ID (lane 0 without one; the next layer refuses it).
+    /// The lane of a message: by a hash of its Call-ID (all messages without one share a
+    /// lane; the next layer refuses them).
     pub(crate) fn lane_of(&self, msg: &Message) -> &mpsc::Sender<Event> {
         if self.lanes.len() == 1 {
             return &self.lanes[0];
         }
         let mut h = DefaultHasher::new();
         msg.headers.value(&HeaderName::CallId).hash(&mut h);
-        self.lane(h.finish())
+        &self.lanes[(h.finish() % self.lanes.len() as u64) as usize]
     }
 
-    fn lane(&self, key: u64) -> &mpsc::Sender<Event> {
-        &self.lanes[(key % self.lanes.len() as u64) as usize]
-    }
-
+    /// RFC 5923: a request whose top Via carries `alias` offers its connection for requests
+    /// back to its sent-by, so a node that already holds a connection to a peer sends over it.
+    /// Only for an address the peer's certificate names (RFC 5923 section 5: a connection
+    /// must not be reused for a name it was not authenticated for), and one per connection.
     pub(crate) fn on_message(&self, info: &ConnInfo, msg: &Message) {
         if !info.inbound || !msg.is_request() {
             return;
@@ -531,9 +544,13 @@ impl Inner {
         let Some(conn) = table.conns.get_mut(&info.id) else {
             return;
         };
-        if conn.alias.is_none() {
+        // Taken only where no other connection reaches the address already, so the one alias
+        // a connection may hold is not spent on nothing.
+        if conn.alias.is_none()
+            && let std::collections::hash_map::Entry::Vacant(slot) = table.by_addr.entry(addr)
+        {
+            slot.insert(info.id);
             conn.alias = Some(addr);
-            table.by_addr.entry(addr).or_insert(info.id);
         }
     }
 }

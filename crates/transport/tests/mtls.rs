@@ -56,6 +56,23 @@ async fn server_with_lanes(
     (ca, server, server_events, addr)
 }
 
+/// A client transport with `aor`'s certificate on `ip`, and where to reach the server.
+fn user_client(
+    ca: &LabCa,
+    aor: &str,
+    ip: &str,
+    server: SocketAddr,
+) -> (Transport, Receiver<Event>, Destination) {
+    let (client, events) = Transport::new(Limits::default());
+    client.add_interface("client", ip.parse().unwrap(), user_tls(ca, aor));
+    let dest = Destination::Peer {
+        interface: "client".into(),
+        addr: server,
+        server_name: "srv.test".into(),
+    };
+    (client, events, dest)
+}
+
 fn user_tls(ca: &LabCa, aor: &str) -> TlsConfig {
     let c = ca.issue_user(&UserIdentity { aor: aor.into() }).unwrap();
     TlsConfig::from_pem(
@@ -83,17 +100,8 @@ async fn next_message(
 #[tokio::test]
 async fn mutual_tls_hands_up_the_peer_identity_and_answers_down_the_flow() {
     let mut s = server(1).await;
-    let (client, mut client_events) = Transport::new(Limits::default());
-    client.add_interface(
-        "alice",
-        "127.8.1.2".parse().unwrap(),
-        user_tls(&s.ca, "alice@contoso.test"),
-    );
-    let dest = Destination::Peer {
-        interface: "alice".into(),
-        addr: s.addr,
-        server_name: "srv.test".into(),
-    };
+    let (client, mut client_events, dest) =
+        user_client(&s.ca, "alice@contoso.test", "127.8.1.2", s.addr);
     client
         .send(&dest, Bytes::from_static(OPTIONS.as_bytes()))
         .await
@@ -259,17 +267,7 @@ async fn a_listener_hands_an_alpn_client_over_and_keeps_sip_clients() {
     assert_eq!(reply, "hello from alice@contoso.test on srv");
 
     // SIP on the same port, without ALPN.
-    let (client, _client_events) = Transport::new(Limits::default());
-    client.add_interface(
-        "adam",
-        "127.1.181.2".parse().unwrap(),
-        user_tls(&ca, "adam@contoso.test"),
-    );
-    let dest = Destination::Peer {
-        interface: "adam".into(),
-        addr,
-        server_name: "srv.test".into(),
-    };
+    let (client, _client_events, dest) = user_client(&ca, "adam@contoso.test", "127.1.181.2", addr);
     client
         .send(&dest, Bytes::from_static(OPTIONS.as_bytes()))
         .await
@@ -282,19 +280,9 @@ async fn a_listener_hands_an_alpn_client_over_and_keeps_sip_clients() {
 }
 
 #[tokio::test]
-async fn each_call_id_keeps_to_one_lane_and_the_close_comes_once() {
+async fn each_call_id_keeps_to_one_lane_and_every_lane_hears_the_close() {
     let (ca, _server, mut lanes, addr) = server_with_lanes(9, 3).await;
-    let (client, _client_events) = Transport::new(Limits::default());
-    client.add_interface(
-        "alice",
-        "127.8.9.2".parse().unwrap(),
-        user_tls(&ca, "alice@contoso.test"),
-    );
-    let dest = Destination::Peer {
-        interface: "alice".into(),
-        addr,
-        server_name: "srv.test".into(),
-    };
+    let (client, _client_events, dest) = user_client(&ca, "alice@contoso.test", "127.8.9.2", addr);
     let call_ids: Vec<String> = (0..6).map(|i| format!("lane-test-{i}")).collect();
     for round in 0..2 {
         for id in &call_ids {
@@ -326,14 +314,20 @@ async fn each_call_id_keeps_to_one_lane_and_the_close_comes_once() {
     assert!(used.len() > 1, "six Call-IDs all took lane {used:?}");
 
     client.close_all();
-    let (_, event) = next_on_any(&mut lanes)
-        .await
-        .expect("the close is handed up");
-    assert!(matches!(event, Event::Closed { .. }));
+    // Every lane hears of the close, once, after the connection's messages on it: a
+    // REGISTER still queued on one lane cannot bind to the flow after another lane has
+    // already dropped it.
+    for (i, lane) in lanes.iter_mut().enumerate() {
+        let event = tokio::time::timeout(Duration::from_secs(5), lane.recv())
+            .await
+            .expect("the close is handed up in time")
+            .expect("the lane is open");
+        assert!(matches!(event, Event::Closed { .. }), "lane {i}: {event:?}");
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         lanes.iter_mut().all(|l| l.try_recv().is_err()),
-        "one close only"
+        "one close per lane"
     );
 }
 
