@@ -8,7 +8,9 @@
 //! connection bound to its To with a Via of ours on top; a response goes back to where the
 //! branch of its top Via came from, without that Via. It takes the front end's command line
 //! (`--certs DIR --slot N`, the rest ignored) and listens where R1 would (127.1.N.10:5061,
-//! R1's certificate), so the bench scripts run it in R1's place:
+//! R1's certificate), so the bench scripts run it in R1's place. It relays on one task, as
+//! the front end does on one core (the bench scripts' `PIN=1`); it is a measuring fixture
+//! for the load generator, not a server for anything else:
 //!
 //! ```sh
 //! cargo build --release -p siplab-transport --example relay_floor
@@ -47,8 +49,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     transport.add_interface("R1", addr.ip(), tls);
     transport.listen("R1", addr).await?;
     eprintln!("relay_floor: node up on {addr}");
-    // On a worker thread, as the proxy's lanes are: the main thread would take a futex wake-up
-    // per message.
+    // On a worker thread, as the front end's lane tasks are: on the main thread each message
+    // would cost a futex wake-up.
     tokio::spawn(relay(transport, events, addr)).await?;
     Ok(())
 }
@@ -62,11 +64,17 @@ async fn relay(
     let mut pending: HashMap<u64, FlowToken> = HashMap::new();
     let mut next_branch = 0u64;
     while let Some(event) = events.recv().await {
-        let Event::Message { mut msg, conn } = event else {
-            continue;
+        let (mut msg, conn) = match event {
+            Event::Message { msg, conn } => (msg, conn),
+            Event::Closed { conn } => {
+                bound.retain(|_, flow| *flow != conn.flow);
+                continue;
+            }
         };
         let to = msg.headers.value(&HeaderName::To).cloned();
         let method = msg.is_request().then(|| msg.method()).flatten();
+        // The branch a forwarded request waits on, to forget if it cannot be sent.
+        let mut waiting = None;
         let (dest, out) = match method {
             Some(Method::Register) => {
                 if let Some(to) = to {
@@ -80,6 +88,7 @@ async fn relay(
                 };
                 next_branch += 1;
                 pending.insert(next_branch, conn.flow);
+                waiting = Some(next_branch);
                 msg.headers.push_front(
                     HeaderName::Via,
                     format!("SIP/2.0/TLS {addr};branch={BRANCH}{next_branch:x}"),
@@ -94,7 +103,11 @@ async fn relay(
                 (caller, msg.to_bytes())
             }
         };
-        let _ = transport.send(&Destination::Flow(dest), out).await;
+        if transport.send(&Destination::Flow(dest), out).await.is_err()
+            && let Some(branch) = waiting
+        {
+            pending.remove(&branch);
+        }
     }
 }
 
