@@ -98,3 +98,14 @@ load() {
     $(pin 1) "$BIN/siplab-load" --proxy "$FE_ADDR" --server-name "$FE_NAME" \
         --certs "$WORK/certs" --bind "$CLIENT_IP" --pid "$FE_PID" "$@"
 }
+
+# One step: the summary of a run's measured step as a JSON object.
+step_json() {
+    jq -c 'select(.phase == "step") | {
+        offered: .offered_rate, achieved: .achieved_rate, sent,
+        failed: ([.failures[]] | add // 0),
+        p50: .latency_ms.p50, p99: .latency_ms.p99,
+        cpu_us: .proxy.cpu_us_per_unit, cores: .proxy.cores,
+        kernel_us: .proxy.kernel_us_per_unit,
+        gen_cores: .generator.cores, bound: .generator.bound, why: .generator.why }'
+}

@@ -33,9 +33,8 @@ pub struct ProxyFigures {
     pub cores: Option<f64>,
     /// CPU time per answered unit.
     pub cpu_us_per_unit: Option<f64>,
-    /// The part of that CPU time spent in the kernel (system calls and the network work
-    /// they do).
-    pub kernel_share: Option<f64>,
+    /// The part of it spent in the kernel (system calls and the network work they do).
+    pub kernel_us_per_unit: Option<f64>,
     /// At the end of the step.
     pub memory: Memory,
 }
@@ -153,8 +152,8 @@ impl StepReport {
                 or_short(p.cores, 2),
                 or_short(p.cpu_us_per_unit, 1),
                 self.unit,
-                p.kernel_share
-                    .map(|k| format!(" ({:.0} % in the kernel)", k * 100.0))
+                p.kernel_us_per_unit
+                    .map(|k| format!(" ({k:.1} in the kernel)"))
                     .unwrap_or_default(),
                 p.memory.rss_kib as f64 / 1024.0,
                 p.memory.pss_kib as f64 / 1024.0
@@ -214,7 +213,7 @@ impl StepReport {
             "proxy": self.proxy.map(|p| json!({
                 "cores": p.cores,
                 "cpu_us_per_unit": p.cpu_us_per_unit,
-                "kernel_share": p.kernel_share,
+                "kernel_us_per_unit": p.kernel_us_per_unit,
                 "rss_kib": p.memory.rss_kib,
                 "pss_kib": p.memory.pss_kib,
             })),

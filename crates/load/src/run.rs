@@ -119,14 +119,12 @@ impl Run {
         };
         let proxy = self.proxy_memory()?.map(|memory| {
             let used = cpu(start.proxy_cpu, end.proxy_cpu);
+            let per_unit = |seconds: f64| seconds.max(0.0) * 1e6 / tally.answered as f64;
+            let answered = used.filter(|_| tally.answered > 0);
             ProxyFigures {
                 cores: used.map(|c| c.total() / cpu_seconds),
-                cpu_us_per_unit: used
-                    .filter(|_| tally.answered > 0)
-                    .map(|c| c.total() * 1e6 / tally.answered as f64),
-                kernel_share: used
-                    .filter(|c| c.total() > 0.0)
-                    .map(|c| c.system / c.total()),
+                cpu_us_per_unit: answered.map(|c| per_unit(c.total())),
+                kernel_us_per_unit: answered.map(|c| per_unit(c.system)),
                 memory,
             }
         });
