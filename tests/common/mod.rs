@@ -158,6 +158,25 @@ impl RawClient {
         }
     }
 
+    /// As [`RawClient::new`], but connecting to `interface`'s listener for `purpose`
+    /// (E1i's SIP port, CEx's client port) instead of the server discovery finds.
+    pub async fn towards(
+        lab: &TestLab,
+        aor: &str,
+        at: At,
+        interface: &str,
+        purpose: siplab_topology::Purpose,
+    ) -> RawClient {
+        let mut client = RawClient::new(lab, aor, at).await;
+        let iface = lab.lab.interface(interface).expect("interface");
+        client.server = siplab_transport::Destination::Peer {
+            interface: "client".into(),
+            addr: iface.socket(purpose).expect("listener"),
+            server_name: iface.fqdns[0].clone(),
+        };
+        client
+    }
+
     /// Sends `text` to the server, `{ip}` replaced by the client's address.
     pub async fn send(&self, text: &str) {
         let text = text.replace("{ip}", &self.ip.to_string());

@@ -16,7 +16,10 @@ pub struct CloudPool {
     node: String,
     /// The cloud edge's internal interface: the pool's only way in and out.
     edge: SipUri,
+    /// The cloud edge's certificate names, which assert its clients' identities, and this
+    /// node's interface facing it: the only one assertions are taken on.
     edge_names: Vec<String>,
+    facing_edge: Arc<str>,
     resolver: LabResolver,
 }
 
@@ -35,6 +38,7 @@ impl CloudPool {
                 edge_if.ports.sip,
             ),
             edge_names: edge_if.fqdns.clone(),
+            facing_edge: Arc::from(ours.name.as_str()),
             resolver: LabResolver::for_source(lab, ours.ip()).ok()?,
             node: node.to_owned(),
             lab: lab.clone(),
@@ -132,7 +136,8 @@ impl Policy for CloudPool {
     }
 
     fn trusts_assertion(&self, conn: &ConnInfo) -> bool {
-        self.edge_names.iter().any(|n| conn.identity.names_host(n))
+        *conn.interface == *self.facing_edge
+            && self.edge_names.iter().any(|n| conn.identity.names_host(n))
     }
 
     async fn resolve(&self, host: &str, port: Option<u16>) -> Result<SocketAddr, String> {

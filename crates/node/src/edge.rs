@@ -5,7 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use siplab_proxy::{Decision, Forward, Inbound, NextHop, Policy, Reply};
+use siplab_proxy::{
+    Decision, Forward, Inbound, NextHop, Policy, Reply, asserted_identity, certificate_aor,
+};
 use siplab_sip::{HeaderName, Host, Method, SipUri};
 use siplab_topology::{Lab, Role};
 use siplab_transport::ConnInfo;
@@ -21,6 +23,9 @@ pub struct Edge {
     inside: SipUri,
     /// The inside node's certificate names: requests from it go out.
     inside_names: Vec<String>,
+    inside_ip: IpAddr,
+    /// The interface facing the inside: the only one the inside's assertions are taken on.
+    internal: Arc<str>,
     /// An on-prem edge's SIP domain and the hosting provider that serves its cloud users.
     domain: Option<String>,
     /// Its proxy FQDN and SIP port (section 5: "its configured proxy FQDN").
@@ -54,6 +59,8 @@ impl Edge {
                 inside_if.ports.sip,
             ),
             inside_names: inside_if.fqdns.clone(),
+            inside_ip: inside_if.ip(),
+            internal: Arc::from(internal.name.as_str()),
             domain,
             hosting_provider,
             resolver: LabResolver::for_source(lab, internal.ip()).ok()?,
@@ -108,6 +115,30 @@ impl Edge {
         ))
     }
 
+    /// Whether a Route names the inside node (the front end, the cloud pool).
+    fn is_inside_uri(&self, uri: &SipUri) -> bool {
+        match &uri.host {
+            Host::Name(n) => self.inside_names.iter().any(|i| i.eq_ignore_ascii_case(n)),
+            Host::Ip(ip) => *ip == self.inside_ip,
+        }
+    }
+
+    /// In from a client or a federation peer, to `next` (the inside node): a client's
+    /// request with the identity its certificate proves (the core has checked that From is
+    /// that identity and removed every claim the client wrote), and for a REGISTER this
+    /// edge's Path with the flow token of the client's connection (RFC 3327, RFC 5626).
+    fn inward(&self, req: &Inbound<'_>, next: SipUri) -> Decision {
+        let mut f = Forward::to(NextHop::Uri(next));
+        if let Some(id) = certificate_aor(req.conn)
+            .as_deref()
+            .and_then(asserted_identity)
+        {
+            f.set.push((HeaderName::PAssertedIdentity, id));
+            f.add_path = req.msg.method() == Some(Method::Register);
+        }
+        Decision::forward(f)
+    }
+
     /// Out to another domain's edge or the hosting provider, with it as a pre-loaded Route
     /// (RFC 3261 8.1.2), and without identities asserted inside (RFC 3325 section 5).
     fn outward(&self, host: String, port: u16) -> Decision {
@@ -130,12 +161,43 @@ impl Policy for Edge {
         {
             return Decision::Reply(Reply::because(403, why));
         }
-        // On along its route set, or down the client flow our Path or Record-Route named.
-        if let Some(routed) = req.routed() {
-            return routed;
+        if from_inside {
+            // On along its route set (out, or down the client flow our Path or Record-Route
+            // named); nothing asserted inside leaves the trust domain.
+            if let Some(next) = &req.next_route {
+                let mut f = Forward::to(NextHop::Uri(next.clone()));
+                if !self.is_inside_uri(next) {
+                    f.remove.push(HeaderName::PAssertedIdentity);
+                }
+                return Decision::forward(f);
+            }
+            if let Some(flow) = req.route_flow {
+                return Decision::to(NextHop::Flow(flow));
+            }
+        } else {
+            // From outside, a route set leads only inwards: the edge is the wall, and no
+            // Route a client or a federation peer writes goes round it.
+            if req.route_flow.is_some() {
+                return Decision::Reply(Reply::because(
+                    403,
+                    "a request from outside may not be routed to a client's connection",
+                ));
+            }
+            if let Some(next) = &req.next_route {
+                if !self.is_inside_uri(next) {
+                    return Decision::Reply(Reply::because(
+                        403,
+                        format!(
+                            "a request from outside is routed only to {}, not to {next}",
+                            self.inside
+                        ),
+                    ));
+                }
+                return self.inward(req, next.clone());
+            }
         }
         let Some(ruri) = req.request_uri() else {
-            return Decision::Reply(Reply::new(400));
+            return Decision::Reply(Reply::because(400, "the Request-URI is not a SIP URI"));
         };
         let is_own = |h: &Host| {
             self.lab
@@ -148,20 +210,10 @@ impl Policy for Edge {
                 _ => Decision::Reply(Reply::because(404, "this is the edge, not a user")),
             };
         }
-        // A client signed in through us: to its home server, with the identity its
-        // certificate proves, and for a REGISTER our Path with its flow token.
-        if let Some(aor) = req.conn.identity.sip_aor() {
-            let mut f = Forward::to(NextHop::Uri(self.inside.clone()));
-            f.set
-                .push((HeaderName::PAssertedIdentity, format!("<sip:{aor}>")));
-            f.add_path = req.msg.method() == Some(Method::Register);
-            return Decision::forward(f);
-        }
         if !from_inside {
-            // Accepted federation: to the inside, which knows its users.
-            let mut f = Forward::to(NextHop::Uri(self.inside.clone()));
-            f.remove.push(HeaderName::PAssertedIdentity);
-            return Decision::forward(f);
+            // A client signed in through us, or accepted federation: to the inside, which
+            // knows its users.
+            return self.inward(req, self.inside.clone());
         }
         // From the inside, out: the company's own users that reach the edge are hosted in
         // the cloud (shared address space); other domains are federation.
@@ -180,8 +232,8 @@ impl Policy for Edge {
         }
     }
 
-    fn trusts_assertion(&self, _conn: &ConnInfo) -> bool {
-        false
+    fn trusts_assertion(&self, conn: &ConnInfo) -> bool {
+        *conn.interface == *self.internal && self.is_inside(conn)
     }
 
     async fn resolve(&self, host: &str, port: Option<u16>) -> Result<SocketAddr, String> {

@@ -18,6 +18,8 @@ pub struct FrontEnd {
     edge: SipUri,
     /// The edge's certificate names, which may assert identities (P-Asserted-Identity).
     edge_names: Vec<String>,
+    /// This node's interface on the edge's network: the only one assertions are taken on.
+    facing_edge: Arc<str>,
     /// The 301 Contact for cloud-hosted users.
     cloud_redirect: String,
     resolver: LabResolver,
@@ -38,6 +40,7 @@ impl FrontEnd {
         Some(FrontEnd {
             edge: SipUri::new(None, Host::Name(edge_fqdn.clone()), Some(port)),
             edge_names: edge_if.fqdns.clone(),
+            facing_edge: Arc::from(ours.name.as_str()),
             cloud_redirect: format!("<{}>", n.cloud_redirect.as_ref()?.uri()),
             resolver: LabResolver::for_source(lab, ours.ip()).ok()?,
             domain,
@@ -116,7 +119,8 @@ impl Policy for FrontEnd {
     }
 
     fn trusts_assertion(&self, conn: &ConnInfo) -> bool {
-        self.edge_names.iter().any(|n| conn.identity.names_host(n))
+        *conn.interface == *self.facing_edge
+            && self.edge_names.iter().any(|n| conn.identity.names_host(n))
     }
 
     async fn resolve(&self, host: &str, port: Option<u16>) -> Result<SocketAddr, String> {

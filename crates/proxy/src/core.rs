@@ -23,6 +23,7 @@ use crate::policy::{Decision, Forward, Inbound, NextHop, Policy, Reply};
 use crate::presence::{self, PresenceServer, Subscription};
 use crate::registrar::{ExpiryBounds, Location};
 use crate::timers::{Timeout, TimerId, Timers};
+use crate::trust;
 
 /// One of this node's interfaces, as the core writes it into Via, Record-Route and Path.
 #[derive(Debug, Clone)]
@@ -349,6 +350,14 @@ impl<P: Policy> Proxy<P> {
         if let Some(reply) = self.check(&msg, &checked, &method) {
             return self.reply(&key, reply).await;
         }
+        let trusted = self.policy.trusts_assertion(&conn);
+        if let Err(reply) = trust::admit(&mut msg, &checked, &method, &conn, trusted) {
+            warn!(why = ?reply.warning, peer = %conn.identity.describe(), "refused");
+            if method == Method::Ack {
+                return; // an ACK is never answered; it goes no further
+            }
+            return self.reply(&key, reply).await;
+        }
         let hash = branch::loop_hash(&msg, checked.to.tag(), checked.from.tag(), checked.cseq.seq);
         if checked.vias.iter().any(|v| {
             self.is_own_host(&v.host) && v.branch().is_some_and(|b| branch::carries(b, hash))
@@ -479,7 +488,7 @@ impl<P: Policy> Proxy<P> {
         } else {
             None
         };
-        let who = asserted.or_else(|| conn.identity.sip_aor().map(str::to_owned));
+        let who = asserted.or_else(|| trust::certificate_aor(conn));
         if who.as_deref() == Some(aor) {
             return Ok(());
         }
@@ -838,6 +847,7 @@ impl<P: Policy> Proxy<P> {
             let servers = lock(&self.servers);
             servers
                 .get(&key)
+                .filter(|t| same_peer(&t.conn, &conn))
                 .map(|t| (t.final_code.is_none(), t.client_branch.clone()))
         };
         let Some((unanswered, client_branch)) = pending else {
@@ -874,7 +884,7 @@ impl<P: Policy> Proxy<P> {
             .await;
     }
 
-    async fn on_response(self: &Arc<Self>, mut msg: Message, _conn: Arc<ConnInfo>) {
+    async fn on_response(self: &Arc<Self>, mut msg: Message, conn: Arc<ConnInfo>) {
         let checked = match msg.validate_response() {
             Ok(c) => c,
             Err(e) => return warn!(error = %e, "invalid response; dropped"),
@@ -890,6 +900,12 @@ impl<P: Policy> Proxy<P> {
         let Some(branch) = top.branch() else {
             return;
         };
+        // Only the peer a request went to may answer it (a branch is no secret from a
+        // client that sees the request's Via).
+        let from_elsewhere = |t: &ClientTxn| t.conn.as_ref().is_some_and(|c| !same_peer(c, &conn));
+        if lock(&self.clients).get(branch).is_some_and(from_elsewhere) {
+            return warn!(code, peer = %conn.identity.describe(), "response from a peer the request was not sent to; dropped");
+        }
         let (key, ack) = if code < 200 {
             let mut clients = lock(&self.clients);
             let Some(t) = clients.get_mut(branch) else {
@@ -986,6 +1002,12 @@ impl<P: Policy> Proxy<P> {
             .send(&Destination::Flow(conn.flow), resp.to_bytes())
             .await;
     }
+}
+
+/// Whether two connections reach the same peer: the same connection, or one proving the
+/// same certificate identity (a peer may answer on a new connection, RFC 3261 18.2.2).
+fn same_peer(a: &ConnInfo, b: &ConnInfo) -> bool {
+    a.flow == b.flow || a.identity == b.identity
 }
 
 /// Puts the top Via's branch into the message's span (request or response).

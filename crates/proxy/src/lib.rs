@@ -8,8 +8,10 @@ mod policy;
 mod presence;
 mod registrar;
 mod timers;
+mod trust;
 
 pub use crate::core::{OwnInterface, Proxy, ProxyConfig};
 pub use policy::{Decision, Forward, Inbound, NextHop, Policy, Reply};
 pub use presence::{PresenceServer, Subscription};
 pub use registrar::{Binding, ExpiryBounds, Location};
+pub use trust::{asserted_identity, certificate_aor};

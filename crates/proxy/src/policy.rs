@@ -171,8 +171,10 @@ pub trait Policy: Send + Sync + 'static {
     /// look things up (DNS) before it decides.
     fn route(&self, req: &Inbound<'_>) -> impl Future<Output = Decision> + Send;
 
-    /// Whether this peer may assert an identity (P-Asserted-Identity) for a REGISTER: the
-    /// node's own edge.
+    /// Whether this peer is in the node's trust domain (RFC 3325): the identity it asserts
+    /// (P-Asserted-Identity) is kept and acted on; from any other peer the core removes it
+    /// before [`Policy::route`] runs. A front end and the cloud pool trust their own edge on
+    /// the interface that faces it, an edge its own inside.
     fn trusts_assertion(&self, conn: &ConnInfo) -> bool;
 
     /// Resolves a host (and port) to an address.

@@ -131,6 +131,19 @@ struct Table {
     flows: BTreeSet<(FlowToken, u64)>,
 }
 
+impl Table {
+    /// The AOR (key) with a live binding of this contact, if any.
+    fn owner_of(&self, contact_hash: u64, contact: &str, now: u32) -> Option<u64> {
+        let aor = *self.contacts.get(&contact_hash)?;
+        self.aors
+            .get(&aor)?
+            .bindings
+            .iter()
+            .any(|b| b.expires > now && b.contact_text() == contact)
+            .then_some(aor)
+    }
+}
+
 /// The location service: AOR -> bindings.
 #[derive(Debug)]
 pub struct Location {
@@ -263,6 +276,26 @@ impl Location {
 
         let key = self.hash(aor.as_bytes());
         let mut table = self.lock();
+        // A contact names one user's device: taking over another user's contact would hand
+        // that user's in-dialog requests (addressed to the contact) to this one.
+        for (b, remove) in &updates {
+            if !remove
+                && let Some(owner) = table.owner_of(
+                    self.hash(b.contact_text().as_bytes()),
+                    b.contact_text(),
+                    now,
+                )
+                && owner != key
+            {
+                return Err(Reply::because(
+                    403,
+                    format!(
+                        "contact {} is registered for another user",
+                        b.contact_text()
+                    ),
+                ));
+            }
+        }
         let entry = table.aors.entry(key).or_insert_with(|| Entry {
             aor: aor.into(),
             bindings: Vec::new(),
@@ -325,10 +358,10 @@ impl Location {
         let text = uri.to_string();
         let now = self.now();
         let table = self.lock();
-        let aor = table.contacts.get(&self.hash(text.as_bytes()))?;
+        let aor = table.owner_of(self.hash(text.as_bytes()), &text, now)?;
         table
             .aors
-            .get(aor)?
+            .get(&aor)?
             .bindings
             .iter()
             .find(|b| b.expires > now && b.contact_text() == text)
@@ -498,6 +531,33 @@ mod tests {
             loc.lookup("adam@contoso.test").is_some(),
             "a Path binding outlives the edge's connection"
         );
+    }
+
+    #[test]
+    fn a_contact_of_another_user_cannot_be_taken_over() {
+        let loc = Location::new(ExpiryBounds::default());
+        let contact = "sip:adam@127.1.0.102:5070;transport=tls";
+        let adam = register("adam@contoso.test", contact, None);
+        assert_eq!(
+            loc.register(&adam, "adam@contoso.test", &flow("1xa"))
+                .status(),
+            Some(200)
+        );
+        // alice registers adam's contact as hers: refused, and adam's dialogs stay his.
+        let alice = register("alice@contoso.test", contact, None);
+        let r = loc.register(&alice, "alice@contoso.test", &flow("2xb"));
+        assert_eq!(r.status(), Some(403));
+        assert!(
+            String::from_utf8_lossy(&r.to_bytes()).contains("registered for another user"),
+            "{r:?}"
+        );
+        assert!(loc.lookup("alice@contoso.test").is_none());
+        let owner = loc.by_contact(&SipUri::parse(contact).unwrap()).unwrap();
+        assert_eq!(owner.flow, flow("1xa"));
+        // Once adam's binding is gone, the contact is free again.
+        loc.remove_flow(&flow("1xa"));
+        let r = loc.register(&alice, "alice@contoso.test", &flow("2xb"));
+        assert_eq!(r.status(), Some(200));
     }
 
     #[test]

@@ -62,6 +62,7 @@ header_names! {
     MinExpires => "Min-Expires", compact None, list false;
     PAssertedIdentity => "P-Asserted-Identity", compact None, list true;
     Path => "Path", compact None, list true;
+    PPreferredIdentity => "P-Preferred-Identity", compact None, list true;
     ProxyRequire => "Proxy-Require", compact None, list true;
     RecordRoute => "Record-Route", compact None, list true;
     ReferTo => "Refer-To", compact Some(b'r'), list false;
