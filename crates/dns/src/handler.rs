@@ -4,6 +4,9 @@
 //! The handler is hickory's `RequestHandler` rather than a `Catalog` of zone handlers,
 //! because a zone handler never sees who asks, and who asks is the whole point of a view.
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record};
 use hickory_server::net::runtime::Time;
@@ -13,14 +16,19 @@ use tracing::{debug, warn};
 
 use crate::zones::{Answer, Directory};
 
-/// Answers every query from the view of the querier's source address.
+/// Answers every query from the view of the querier's source address (or, for a source in
+/// no lab network, of the listener's own address).
 pub(crate) struct ViewHandler {
-    directory: Directory,
+    directory: Arc<Directory>,
+    listener: IpAddr,
 }
 
 impl ViewHandler {
-    pub(crate) fn new(directory: Directory) -> ViewHandler {
-        ViewHandler { directory }
+    pub(crate) fn new(directory: Arc<Directory>, listener: IpAddr) -> ViewHandler {
+        ViewHandler {
+            directory,
+            listener,
+        }
     }
 
     /// The decision for a request: only standard queries of class IN with exactly one
@@ -35,7 +43,9 @@ impl ViewHandler {
         if info.query.query_class() != DNSClass::IN {
             return Err((ResponseCode::Refused, "not class IN"));
         }
-        Ok(self.directory.answer(request.src().ip(), info.query))
+        Ok(self
+            .directory
+            .answer(request.src().ip(), self.listener, info.query))
     }
 }
 

@@ -1,8 +1,12 @@
-//! The server's sockets: UDP and TCP on the DNS node's address in every network, all answered
-//! by one [`ViewHandler`], so a query's view depends on where it comes from and not on which
-//! address it was sent to.
+//! The server's sockets: UDP and TCP on the DNS node's address in every network, each answered
+//! by a [`ViewHandler`] over the same records, so a query's view depends on where it comes
+//! from; only a query from outside every lab network gets the view of the address it was
+//! sent to.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hickory_server::Server;
@@ -43,21 +47,24 @@ impl DnsServer {
         if addrs.is_empty() {
             return Err(DnsError::NoListeners);
         }
-        let mut server = Server::new(ViewHandler::new(Directory::new(lab)?));
+        let directory = Arc::new(Directory::new(lab)?);
         let mut bound = Vec::with_capacity(addrs.len());
+        let mut servers = Vec::with_capacity(addrs.len());
         for &addr in addrs {
             let bind_error = |source| DnsError::Bind { addr, source };
             let udp = UdpSocket::bind(addr).await.map_err(bind_error)?;
             let addr = udp.local_addr().map_err(bind_error)?;
             let tcp = TcpListener::bind(addr).await.map_err(bind_error)?;
+            let mut server = Server::new(ViewHandler::new(directory.clone(), addr.ip()));
             server.register_socket(udp);
             server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
             debug!(%addr, "DNS listening (UDP and TCP)");
             bound.push(addr);
+            servers.push(server);
         }
         Ok(RunningDns {
             addrs: bound,
-            server,
+            servers,
         })
     }
 }
@@ -68,22 +75,41 @@ impl DnsServer {
 pub struct RunningDns {
     /// Where it listens, UDP and TCP, in the order given.
     pub addrs: Vec<SocketAddr>,
-    server: Server<ViewHandler>,
+    /// One server per listening address, in the same order.
+    servers: Vec<Server<ViewHandler>>,
 }
 
 impl RunningDns {
     /// Stops accepting, closes the sockets and waits until every task has ended.
     pub async fn shutdown(mut self) -> Result<(), DnsError> {
-        self.server
-            .shutdown_gracefully()
-            .await
-            .map_err(|error| DnsError::Stopped(Box::new(error)))
+        for server in &mut self.servers {
+            server
+                .shutdown_gracefully()
+                .await
+                .map_err(|error| DnsError::Stopped(Box::new(error)))?;
+        }
+        Ok(())
     }
 
-    /// Resolves only if the server stops by itself, which means a socket failed; a program
+    /// Resolves only if a server stops by itself, which means a socket failed; a program
     /// waits on this beside its shutdown signal.
     pub async fn stopped(&mut self) -> DnsError {
-        match self.server.block_until_done().await {
+        let mut done: Vec<_> = self
+            .servers
+            .iter_mut()
+            .map(|server| Box::pin(server.block_until_done()))
+            .collect();
+        // The first server to end, whichever it is.
+        let outcome = std::future::poll_fn(|cx| {
+            done.iter_mut()
+                .find_map(|d| match d.as_mut().poll(cx) {
+                    Poll::Ready(r) => Some(r),
+                    Poll::Pending => None,
+                })
+                .map_or(Poll::Pending, Poll::Ready)
+        })
+        .await;
+        match outcome {
             Err(error) => DnsError::Stopped(Box::new(error)),
             Ok(()) => DnsError::Stopped(Box::new("every listener ended".into())),
         }

@@ -117,12 +117,15 @@ impl Directory {
         })
     }
 
-    /// The answer to `query` asked from `source`.
+    /// The answer to `query` asked from `source` at the listener on `listener`.
     ///
     /// The zone decides whether we answer at all; the source address decides the view; the
     /// view decides whether the name exists. A name of one of our zones that the view does not
     /// list is NXDOMAIN, not REFUSED: to the asker the internal names simply do not exist.
-    pub(crate) fn answer(&self, source: IpAddr, query: &LowerQuery) -> Answer {
+    /// A source in none of the lab's networks (a client whose resolver queries from
+    /// 127.0.0.1, say) is answered from the view of the network the listener is on: it
+    /// asked that network's name server.
+    pub(crate) fn answer(&self, source: IpAddr, listener: IpAddr, query: &LowerQuery) -> Answer {
         let name = query.name();
         let Some(zone) = self.zone_of(name) else {
             return Answer::Refused("name in none of the lab's zones");
@@ -130,9 +133,10 @@ impl Directory {
         let Some(entries) = self
             .lab
             .view_for(source)
+            .or_else(|| self.lab.view_for(listener))
             .and_then(|view| self.views.get(&view.name))
         else {
-            return Answer::Refused("source address in none of the lab's views");
+            return Answer::Refused("neither the source nor the listener is in a lab view");
         };
 
         let mut at_name: Vec<&Record> = entries
@@ -248,8 +252,23 @@ mod tests {
     use super::*;
 
     fn ask(directory: &Directory, source: &str, name: &str, rtype: RecordType) -> Answer {
+        ask_at(directory, source, "192.0.2.53", name, rtype)
+    }
+
+    /// As [`ask`], at the listener on `listener`.
+    fn ask_at(
+        directory: &Directory,
+        source: &str,
+        listener: &str,
+        name: &str,
+        rtype: RecordType,
+    ) -> Answer {
         let query = Query::query(fqdn(name).unwrap(), rtype);
-        directory.answer(source.parse().unwrap(), &LowerQuery::query(query))
+        directory.answer(
+            source.parse().unwrap(),
+            listener.parse().unwrap(),
+            &LowerQuery::query(query),
+        )
     }
 
     fn code(answer: &Answer) -> ResponseCode {
@@ -304,6 +323,68 @@ mod tests {
         assert_eq!(code(&outside), ResponseCode::Refused);
         let stranger = ask(&directory, "192.0.2.1", "sip.contoso.test", RecordType::A);
         assert_eq!(code(&stranger), ResponseCode::Refused);
+    }
+
+    #[test]
+    fn a_stranger_gets_the_view_of_the_listener_it_asked() {
+        let directory = Directory::new(&Lab::reference().unwrap()).unwrap();
+        let a = |answer: Answer| match answer {
+            Answer::Found { answers, .. } => answers[0].data.clone(),
+            _ => panic!("no address"),
+        };
+        // From 127.0.0.1, in no network: the listener's network decides.
+        let at_lan = ask_at(
+            &directory,
+            "127.0.0.1",
+            "10.10.1.53",
+            "sip.contoso.test",
+            RecordType::A,
+        );
+        assert_eq!(a(at_lan), RData::A(A("10.10.1.10".parse().unwrap())));
+        let at_internet = ask_at(
+            &directory,
+            "127.0.0.1",
+            "203.0.113.53",
+            "sip.contoso.test",
+            RecordType::A,
+        );
+        assert_eq!(a(at_internet), RData::A(A("203.0.113.11".parse().unwrap())));
+        let hidden = ask_at(
+            &directory,
+            "127.0.0.1",
+            "203.0.113.53",
+            "fe01.contoso.test",
+            RecordType::A,
+        );
+        assert_eq!(code(&hidden), ResponseCode::NXDomain);
+        // A source in a lab network keeps its own view, whichever listener it asks.
+        let lan_client = ask_at(
+            &directory,
+            "10.10.1.101",
+            "203.0.113.53",
+            "sip.contoso.test",
+            RecordType::A,
+        );
+        assert_eq!(a(lan_client), RData::A(A("10.10.1.10".parse().unwrap())));
+    }
+
+    #[test]
+    fn rfc_3263_clients_find_the_edge_from_outside_and_the_pool_inside() {
+        let directory = Directory::new(&Lab::reference().unwrap()).unwrap();
+        let srv = |source: &str| match ask(
+            &directory,
+            source,
+            "_sips._tcp.contoso.test",
+            RecordType::SRV,
+        ) {
+            Answer::Found { answers, .. } => match &answers[0].data {
+                RData::SRV(srv) => (srv.target.to_ascii(), srv.port),
+                other => panic!("{other:?}"),
+            },
+            _ => panic!("no _sips._tcp from {source}"),
+        };
+        assert_eq!(srv("203.0.113.201"), ("sip.contoso.test.".into(), 443));
+        assert_eq!(srv("10.10.1.101"), ("pool01.contoso.test.".into(), 5061));
     }
 
     #[test]

@@ -171,7 +171,7 @@ async fn every_row_of_section_3_from_every_view() {
 }
 
 #[tokio::test]
-async fn strangers_and_foreign_names_are_refused() {
+async fn foreign_names_are_refused_and_strangers_get_the_listeners_view() {
     let lab = Lab::reference().unwrap().localized(231);
     let dns = DnsServer::start(&lab).await.unwrap();
     assert_eq!(dns.addrs.len(), 4);
@@ -181,15 +181,30 @@ async fn strangers_and_foreign_names_are_refused() {
     let error = a1i.lookup_a("www.example.com").await.unwrap_err();
     assert!(matches!(error, DnsError::Refused { .. }), "{error}");
 
-    // A source address in none of the lab's networks: no view, so no answer.
-    let server = lab
-        .interface("DNS-contoso")
-        .unwrap()
-        .socket(Purpose::Dns)
+    // A source address in none of the lab's networks (a client whose resolver speaks from
+    // 127.0.0.1): answered from the view of the network whose listener it asked.
+    let at = |listener: &str| {
+        let server = lab
+            .interface(listener)
+            .unwrap()
+            .socket(Purpose::Dns)
+            .unwrap();
+        LabResolver::new(server, "127.9.231.1".parse().unwrap()).unwrap()
+    };
+    let r1 = lab.interface("R1").unwrap().address;
+    let e1x = lab.interface("E1x").unwrap().address;
+    let on_lan = at("DNS-contoso")
+        .lookup_a("sip.contoso.test")
+        .await
         .unwrap();
-    let stranger = LabResolver::new(server, "127.9.231.1".parse().unwrap()).unwrap();
-    let error = stranger.lookup_a("sip.contoso.test").await.unwrap_err();
-    assert!(matches!(error, DnsError::Refused { .. }), "{error}");
+    assert_eq!(on_lan, vec![r1], "the contoso-lan view");
+    let outside = at("DNS-internet");
+    assert_eq!(
+        outside.lookup_a("sip.contoso.test").await.unwrap(),
+        vec![e1x]
+    );
+    let error = outside.lookup_a("fe01.contoso.test").await.unwrap_err();
+    assert!(matches!(error, DnsError::NotFound { .. }), "{error}");
 
     // A name with records of other types only, and an empty non-terminal: no data, not NXDOMAIN.
     let error = a1i.lookup_srv("sip.contoso.test").await.unwrap_err();
