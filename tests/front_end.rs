@@ -170,6 +170,7 @@ async fn an_invite_dialog_keeps_to_the_record_route_path() {
     let lab = TestLab::start(27, &["R1", "E1"]).await;
     let alice = lab.client("alice@contoso.test", At::External).await;
     let adam = lab.client("adam@contoso.test", At::Internal).await;
+    let e1_connections = lab.nodes[1].transport.connection_count();
     let call = alice
         .invite("adam@contoso.test")
         .await
@@ -188,6 +189,12 @@ async fn an_invite_dialog_keeps_to_the_record_route_path() {
         "{rr:?}"
     );
     assert!(rr.iter().all(|r| r.contains(";lr")));
+    // E1's entry towards alice names the client port she connected to, not federation's 5061.
+    let client_port = lab.lab.interface("E1x").unwrap().ports.client.unwrap();
+    assert!(
+        rr[2].contains(&format!("sip.contoso.test:{client_port};")),
+        "{rr:?}"
+    );
     // The ACK and the BYE follow the route set: the same hops as the INVITE.
     let ack = received(&adam).await;
     assert_eq!(ack.method, Method::Ack);
@@ -202,6 +209,8 @@ async fn an_invite_dialog_keeps_to_the_record_route_path() {
         0,
         "every proxy removed its own Route"
     );
+    // alice's ACK and BYE rode the connection she registered on (RFC 5626): no new one.
+    assert_eq!(lab.nodes[1].transport.connection_count(), e1_connections);
 }
 
 #[tokio::test]

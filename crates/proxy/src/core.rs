@@ -656,6 +656,10 @@ impl<P: Policy> Proxy<P> {
             Ok(d) => d,
             Err(reply) => return self.reply(key, reply).await,
         };
+        let out_conn = match &dest {
+            Destination::Flow(t) => self.transport.flow(t),
+            Destination::Peer { .. } => None,
+        };
         let (Some(out_if), Some(in_if)) = (
             self.own_interface(&out),
             self.own_interface(&conn.interface),
@@ -692,25 +696,30 @@ impl<P: Policy> Proxy<P> {
             );
             msg.headers.push_front(HeaderName::Path, path);
         }
+        // Each side is named by the listener its peer reaches: a client that connected to
+        // the edge's client port (443) sees that port in Via and Record-Route, so its
+        // in-dialog requests and responses ride the connection it registered on (RFC 5626).
+        let out_addr = listener_of(out_conn.as_deref()).unwrap_or(out_if.addr);
+        let in_port = listener_of(Some(conn.as_ref())).map_or(in_if.addr.port(), |a| a.port());
         if method.creates_dialog() {
             let token_in = conn.identity.sip_aor().map(|_| conn.flow);
             let token_out = match &dest {
                 Destination::Flow(t) => Some(*t),
                 Destination::Peer { .. } => None,
             };
-            if in_if.name == out_if.name {
+            if in_if.name == out_if.name && in_port == out_addr.port() {
                 msg.headers.push_front(
                     HeaderName::RecordRoute,
-                    record_route(out_if, token_in.or(token_out).as_ref()),
+                    record_route(out_if, in_port, token_in.or(token_out).as_ref()),
                 );
             } else {
                 msg.headers.push_front(
                     HeaderName::RecordRoute,
-                    record_route(in_if, token_in.as_ref()),
+                    record_route(in_if, in_port, token_in.as_ref()),
                 );
                 msg.headers.push_front(
                     HeaderName::RecordRoute,
-                    record_route(out_if, token_out.as_ref()),
+                    record_route(out_if, out_addr.port(), token_out.as_ref()),
                 );
             }
         }
@@ -722,7 +731,7 @@ impl<P: Policy> Proxy<P> {
         };
         msg.headers.push_front(
             HeaderName::Via,
-            format!("SIP/2.0/TLS {};branch={branch}{alias}", out_if.addr),
+            format!("SIP/2.0/TLS {out_addr};branch={branch}{alias}"),
         );
         let bytes = msg.to_bytes();
         info!(to = ?dest, iface = %out_if.name, %branch, "forwarding");
@@ -1063,18 +1072,16 @@ fn stamp_received(msg: &mut Message, top: &Via, conn: &ConnInfo) {
     msg.headers.push_front(HeaderName::Via, via);
 }
 
-fn record_route(iface: &OwnInterface, token: Option<&FlowToken>) -> String {
+/// The listener a connection that a peer opened to this node came in on; `None` for one this
+/// node opened (its local port is an ephemeral one that nobody can connect to).
+fn listener_of(conn: Option<&ConnInfo>) -> Option<SocketAddr> {
+    conn.filter(|c| c.inbound).map(|c| c.local)
+}
+
+fn record_route(iface: &OwnInterface, port: u16, token: Option<&FlowToken>) -> String {
     match token {
-        Some(t) => format!(
-            "<sip:{t}@{}:{};transport=tls;lr>",
-            iface.fqdn,
-            iface.addr.port()
-        ),
-        None => format!(
-            "<sip:{}:{};transport=tls;lr>",
-            iface.fqdn,
-            iface.addr.port()
-        ),
+        Some(t) => format!("<sip:{t}@{}:{port};transport=tls;lr>", iface.fqdn),
+        None => format!("<sip:{}:{port};transport=tls;lr>", iface.fqdn),
     }
 }
 
