@@ -74,6 +74,33 @@ enum Command {
         #[arg(long, default_value = "certs")]
         certs: PathBuf,
     },
+    /// Writes a configuration directory for an outside SIP client, so that it signs in as a
+    /// lab user from one place: `baresip -f DIR` (the certificates come from `siplab certs`).
+    ClientConfig {
+        /// The client program; baresip is the one there is.
+        #[arg(value_parser = ["baresip"])]
+        client: String,
+        /// The user it signs in as, e.g. adam@contoso.test.
+        user: String,
+        /// Where it sits: internal (its company's LAN) or external (the internet).
+        #[arg(long)]
+        at: siplab_topology::At,
+        /// The loopback slot the lab runs on (`siplab up --slot`); without it, the container
+        /// profile's addresses.
+        #[arg(long)]
+        slot: Option<u8>,
+        #[arg(long, default_value = "certs")]
+        certs: PathBuf,
+        /// Where baresip's ctrl_tcp module listens for commands.
+        #[arg(long, default_value = "127.0.0.1:4444")]
+        ctrl: std::net::SocketAddr,
+        /// Sign in through DNS alone, even a cloud-hosted user (who then meets its company's
+        /// 301, which baresip does not follow).
+        #[arg(long)]
+        dns_only: bool,
+        /// The directory to write.
+        dir: PathBuf,
+    },
     /// Writes the lab CA, a certificate per node interface and one per user (PEM).
     Certs {
         /// Where to write them.
@@ -165,6 +192,33 @@ async fn main() -> Result<()> {
             rates,
             duration,
         } => bench(lab.localized(slot), &rows, &rates, duration).await,
+        Command::ClientConfig {
+            client: _,
+            user,
+            at,
+            slot,
+            certs,
+            ctrl,
+            dns_only,
+            dir,
+        } => {
+            let lab = slot.map_or(lab.clone(), |s| lab.localized(s));
+            let setup = siplab_node::BaresipSetup {
+                aor: user,
+                at,
+                ctrl,
+                dns_only,
+            };
+            let written = siplab_node::write_baresip(&lab, &certs, &setup, &dir)?;
+            println!(
+                "{}: baresip configuration for {} ({} files); start it with: baresip -f {}",
+                dir.display(),
+                setup.aor,
+                written.len(),
+                dir.display()
+            );
+            Ok(())
+        }
         Command::Up { slot, certs: dir } => {
             certs(&lab, &dir, false)?;
             up(lab.localized(slot), dir).await

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use siplab_dns::discovery::{Discovery, LabResolver, discover};
-use siplab_topology::{At, Lab, Placement};
+use siplab_topology::{At, ClientPlace, Lab, Placement};
 use siplab_ua::{SourceFor, UaConfig};
 
 use crate::{Certs, NodeError};
@@ -32,27 +32,7 @@ pub async fn client_config(
     at: At,
     how: Discover,
 ) -> Result<(UaConfig, Discovery), NodeError> {
-    let err = |what: String| NodeError::Client {
-        aor: aor.to_owned(),
-        what,
-    };
-    let user = lab
-        .user(aor)
-        .ok_or_else(|| err("not a user of the lab".into()))?;
-    let domain = lab
-        .domain(user.domain())
-        .ok_or_else(|| err("its domain is not in the lab".into()))?;
-    let placement = Placement {
-        class: user.class,
-        company: domain.company,
-        at,
-    };
-    let place = lab
-        .placements()
-        .iter()
-        .find(|p| p.name == placement)
-        .ok_or_else(|| err(format!("no placement {placement}")))?
-        .clone();
+    let (place, domain) = place_of(lab, aor, at)?;
     let bind_ip = IpAddr::V4(place.address);
     let dns = LabResolver::for_source(lab, bind_ip)?;
     let tls = certs.user(aor)?;
@@ -80,6 +60,36 @@ pub async fn client_config(
         Box::pin(async move { dns.resolve_sip(&host, port).await.ok() })
     });
     Ok((cfg, found))
+}
+
+/// Where `aor`'s client sits `at` its company's LAN or the internet, and the user's domain.
+pub(crate) fn place_of<'l>(
+    lab: &'l Lab,
+    aor: &str,
+    at: At,
+) -> Result<(ClientPlace, &'l siplab_topology::Domain), NodeError> {
+    let err = |what: String| NodeError::Client {
+        aor: aor.to_owned(),
+        what,
+    };
+    let user = lab
+        .user(aor)
+        .ok_or_else(|| err("not a user of the lab".into()))?;
+    let domain = lab
+        .domain(user.domain())
+        .ok_or_else(|| err("its domain is not in the lab".into()))?;
+    let placement = Placement {
+        class: user.class,
+        company: domain.company,
+        at,
+    };
+    let place = lab
+        .placements()
+        .iter()
+        .find(|p| p.name == placement)
+        .ok_or_else(|| err(format!("no placement {placement}")))?
+        .clone();
+    Ok((place, domain))
 }
 
 /// Discovery's answer as one line: the server, and the record that led there.

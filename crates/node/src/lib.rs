@@ -4,6 +4,7 @@
 //! Each role reads top-down in one routing function, in the order section 5 of the
 //! reference gives its reasons: [`frontend::FrontEnd`], [`edge::Edge`].
 
+mod baresip;
 mod certs;
 mod client;
 mod cloudpool;
@@ -12,6 +13,7 @@ mod frontend;
 mod server;
 mod start;
 
+pub use baresip::{BaresipSetup, MODULE_PATH as BARESIP_MODULES, write_baresip};
 pub use certs::Certs;
 pub use client::{Discover, client_config, describe};
 pub use cloudpool::CloudPool;

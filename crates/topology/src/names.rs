@@ -99,6 +99,28 @@ pub enum At {
     External,
 }
 
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            At::Internal => "internal",
+            At::External => "external",
+        })
+    }
+}
+
+impl std::str::FromStr for At {
+    type Err = String;
+
+    /// `internal` or `external`, as the programs' `--at` takes it.
+    fn from_str(s: &str) -> Result<At, String> {
+        match s {
+            "internal" => Ok(At::Internal),
+            "external" => Ok(At::External),
+            other => Err(format!("{other:?} is neither internal nor external")),
+        }
+    }
+}
+
 /// A client placement in the spec's notation, e.g. `A1e`: user class, company, and `i` (LAN)
 /// or `e` (internet). The name carries all three, so they are parsed from it rather than
 /// written beside it.
