@@ -3,8 +3,10 @@
 //! A branch this node writes is `z9hG4bK` + a hash of what identifies the request here +
 //! `.` + a unique part. When a request comes back carrying a Via of this node whose hash
 //! part equals the hash of the request as it arrives now, it has looped; when the hash
-//! differs (another Request-URI, another Route set, another asserted identity) it spirals,
-//! which the lab's hybrid paths do (rows 15 to 17 pass the cloud twice).
+//! differs (another Request-URI, another Route set, another asserted identity, or another
+//! interface it arrived on) it spirals, which the lab's hybrid paths do (rows 15 to 17 pass
+//! the cloud twice; a federated request for a cloud user passes its company's edge in from
+//! the partner and out again from the front end, unchanged but for the side it came from).
 
 use std::fmt::{self, Write as _};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -14,9 +16,16 @@ use siplab_sip::{BRANCH_COOKIE, HeaderName, Message, random_u64};
 
 /// The hash over the fields RFC 3261 section 16.6 step 8 names (Request-URI, To and From
 /// tags, Call-ID, CSeq number, Proxy-Require, Proxy-Authorization) plus the Route set and
-/// the asserted identity as received, which is what tells a spiral from a loop here.
-pub fn loop_hash(msg: &Message, to_tag: Option<&str>, from_tag: Option<&str>, cseq: u32) -> u64 {
+/// the asserted identity as received, and the interface it arrived on (`""` for a request
+/// this node makes), which is what tells a spiral from a loop here.
+pub fn loop_hash(
+    msg: &Message,
+    (to_tag, from_tag): (Option<&str>, Option<&str>),
+    cseq: u32,
+    arrived_on: &str,
+) -> u64 {
     let mut h = DefaultHasher::new();
+    arrived_on.hash(&mut h);
     if let Some(uri) = msg.request_uri() {
         // Its canonical text, hashed as it is written out rather than built as a String.
         let _ = write!(HashWriter(&mut h), "{uri}");
@@ -92,17 +101,18 @@ mod tests {
     }
 
     #[test]
-    fn the_loop_hash_covers_tags_and_sequence() {
+    fn the_loop_hash_covers_tags_sequence_and_arrival() {
         let m = Message::parse(bytes::Bytes::from_static(
             b"NOTIFY sip:w@contoso.test SIP/2.0\r\nFrom: <sip:a@contoso.test>;tag=1\r\n\
               To: <sip:w@contoso.test>;tag=2\r\nCall-ID: n1\r\nCSeq: 7 NOTIFY\r\n\
               Content-Length: 0\r\n\r\n",
         ))
         .unwrap();
-        let base = loop_hash(&m, Some("2"), Some("1"), 7);
-        assert_eq!(base, loop_hash(&m, Some("2"), Some("1"), 7));
-        assert_ne!(base, loop_hash(&m, Some("3"), Some("1"), 7));
-        assert_ne!(base, loop_hash(&m, Some("2"), None, 7));
-        assert_ne!(base, loop_hash(&m, Some("2"), Some("1"), 8));
+        let base = loop_hash(&m, (Some("2"), Some("1")), 7, "E1x");
+        assert_eq!(base, loop_hash(&m, (Some("2"), Some("1")), 7, "E1x"));
+        assert_ne!(base, loop_hash(&m, (Some("3"), Some("1")), 7, "E1x"));
+        assert_ne!(base, loop_hash(&m, (Some("2"), None), 7, "E1x"));
+        assert_ne!(base, loop_hash(&m, (Some("2"), Some("1")), 8, "E1x"));
+        assert_ne!(base, loop_hash(&m, (Some("2"), Some("1")), 7, "E1i"));
     }
 }

@@ -358,7 +358,8 @@ impl<P: Policy> Proxy<P> {
             }
             return self.reply(&key, reply).await;
         }
-        let hash = branch::loop_hash(&msg, checked.to.tag(), checked.from.tag(), checked.cseq.seq);
+        let tags = (checked.to.tag(), checked.from.tag());
+        let hash = branch::loop_hash(&msg, tags, checked.cseq.seq, &conn.interface);
         if checked.vias.iter().any(|v| {
             self.is_own_host(&v.host) && v.branch().is_some_and(|b| branch::carries(b, hash))
         }) {
@@ -619,12 +620,11 @@ impl<P: Policy> Proxy<P> {
         };
         // What a copy of this NOTIFY coming back is checked by.
         let (to, from) = (msg.to().ok(), msg.from().ok());
-        let hash = branch::loop_hash(
-            &msg,
+        let tags = (
             to.as_ref().and_then(NameAddr::tag),
             from.as_ref().and_then(NameAddr::tag),
-            msg.cseq().map_or(0, |c| c.seq),
         );
+        let hash = branch::loop_hash(&msg, tags, msg.cseq().map_or(0, |c| c.seq), "");
         let branch = self.branches.make(hash);
         msg.headers.push_front(
             HeaderName::Via,
