@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use siplab_topology::{At, Lab, Role};
+use siplab_topology::{Lab, Role};
 
 /// The user number the programs run as inside their containers.
 pub const UID: &str = "10001:10001";
@@ -47,6 +47,8 @@ pub fn compose(lab: &Lab) -> String {
 
     for node in lab.nodes() {
         let (program, args): (&str, Vec<String>) = match node.role {
+            // A partner's server is not a siplab program: it has no container here.
+            Role::Partner => continue,
             Role::Dns => ("siplab-dns", vec![]),
             Role::Frontend => (
                 "siplab-frontend",
@@ -124,10 +126,7 @@ pub fn compose(lab: &Lab) -> String {
         let Some(user) = lab.resident(place.name) else {
             continue;
         };
-        let at = match place.name.at {
-            At::Internal => "internal",
-            At::External => "external",
-        };
+        let at = place.name.at.to_string();
         let mut addrs = vec![(place.network.clone(), place.address.to_string())];
         if let Some(nat) = place.nat {
             addrs.push(("internet".to_owned(), nat.to_string()));
@@ -137,7 +136,7 @@ pub fn compose(lab: &Lab) -> String {
             "--user".into(),
             user.aor.clone(),
             "--at".into(),
-            at.into(),
+            at,
             "--certs".into(),
             "/certs".into(),
         ];
@@ -146,6 +145,7 @@ pub fn compose(lab: &Lab) -> String {
         let nodes: Vec<String> = lab
             .nodes()
             .iter()
+            .filter(|n| n.role != Role::Partner)
             .map(|n| n.name.as_str().to_ascii_lowercase())
             .collect();
         let mut deps = vec![("certs", "service_completed_successfully")];

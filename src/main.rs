@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use siplab_node::Certs;
 use siplab_pki::{CaStatus, LabCa, NodeIdentity, UserIdentity};
 use siplab_runner::{LabRun, Outcome, run_presence_rows, run_rows};
-use siplab_topology::Lab;
+use siplab_topology::{Lab, Purpose, Role};
 
 #[derive(Parser)]
 #[command(
@@ -321,6 +321,22 @@ async fn up(lab: Lab, dir: PathBuf) -> Result<()> {
                 .map(|i| i.fqdns.join(", "))
                 .unwrap_or_default();
             println!("  {:<4} {:<4} {addr:<18} {names}", node.name, iface);
+        }
+    }
+    for node in lab.nodes().iter().filter(|n| n.role == Role::Partner) {
+        for i in lab.interfaces_of(node.name.as_str()) {
+            println!(
+                "Partner {} ({}): not run by siplab; its server belongs at {} as {}, \
+                 certificate {}/nodes/{}.pem",
+                node.name,
+                node.domain.as_deref().unwrap_or_default(),
+                i.socket(Purpose::Sip)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                i.fqdns.join(", "),
+                dir.display(),
+                i.name
+            );
         }
     }
     println!(

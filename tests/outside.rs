@@ -1,12 +1,17 @@
-//! baresip, an outside SIP client, in the lab: the README's commands run as they stand
-//! ("Pointing an outside SIP client at the lab": `siplab certs`, `siplab up`, `siplab
-//! client-config baresip`, `baresip -f`), then MESSAGEs and calls in both directions between
-//! baresip and siplab's own clients, each receiver's Via chain asserted against the path
-//! table, and a cloud user's 301 as baresip sees it.
+//! Outside SIP software in the lab, each driven by the README's commands as they stand:
 //!
-//! It needs Debian's baresip; without it the test says it skipped, unless
-//! `SIPLAB_REQUIRE_TOOLS=1` (as `.ci/run` sets), where a missing tool fails it. It owns
-//! loopback slot 0, the README's, and the ctrl_tcp ports 4444 to 4446.
+//! - baresip ("Pointing an outside SIP client at the lab": `siplab certs`, `siplab up`,
+//!   `siplab client-config baresip`, `baresip -f`): MESSAGEs and calls in both directions
+//!   between baresip and siplab's own clients, each receiver's Via chain asserted against the
+//!   path table, and a cloud user's 301 as baresip sees it;
+//! - Kamailio as a federated company of its own ("A federation partner of your own"):
+//!   MESSAGEs between its user and alice, and ben in the cloud, both ways over mutual TLS,
+//!   and E1 refusing a Kamailio whose certificate names another host.
+//!
+//! Each needs its Debian package; without it the test says it skipped, unless
+//! `SIPLAB_REQUIRE_TOOLS=1` (as `.ci/run` sets), where a missing tool fails it. The tests own
+//! loopback slot 0, the README's (one at a time: [`SLOT_0`]), and the ctrl_tcp ports 4444 to
+//! 4446.
 
 mod common;
 
@@ -25,6 +30,12 @@ use siplab_ua::Ua;
 /// How long a step may take: a sign-in over several TLS hops, a call set up.
 const STEP: Duration = Duration::from_secs(20);
 
+/// K3x in the loopback profile's slot 0: where the README's Kamailio listens.
+const K3: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 3, 0, 40)),
+    5061,
+);
+
 /// Whether `tool` is on the PATH; when it is not, says so, and fails under
 /// `SIPLAB_REQUIRE_TOOLS=1`.
 pub fn have_tool(tool: &str) -> bool {
@@ -40,14 +51,14 @@ pub fn have_tool(tool: &str) -> bool {
     found
 }
 
-/// The shell commands of the README's section on outside clients, in order.
-fn readme_commands() -> Vec<String> {
+/// The shell commands of the README's section `heading` (up to the next heading), in order.
+fn readme_commands(heading: &str) -> Vec<String> {
     let readme = include_str!("../README.md");
     let start = readme
-        .find("### Pointing an outside SIP client at the lab")
-        .expect("the README's outside-client section");
-    let section = &readme[start..];
-    let section = &section[..section[4..].find("\n## ").map_or(section.len(), |e| e + 4)];
+        .find(&format!("{heading}\n"))
+        .unwrap_or_else(|| panic!("the README's section {heading:?}"));
+    let section = &readme[start + heading.len()..];
+    let section = &section[..section.find("\n#").unwrap_or(section.len())];
     let mut commands = Vec::new();
     let mut in_sh = false;
     for line in section.lines() {
@@ -61,13 +72,24 @@ fn readme_commands() -> Vec<String> {
     commands
 }
 
-/// The programs the test started; every one is killed when the test ends, however it ends.
+/// The README's slot is one lab at a time.
+static SLOT_0: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The programs the test started, each in a process group of its own; every group is ended
+/// (SIGTERM, then SIGKILL) when the test ends, however it ends, the last started first (a
+/// client signs out while its server still answers).
 struct Started(Vec<Child>);
 
 impl Drop for Started {
     fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
+        for child in self.0.iter_mut().rev() {
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+            let start = Instant::now();
+            while child.try_wait().ok().flatten().is_none() && start.elapsed() < STEP {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
             let _ = child.wait();
         }
     }
@@ -187,25 +209,39 @@ fn row(lab: &Lab, id: u32) -> Vec<String> {
     expected_vias(lab.path(id).expect("row"))
 }
 
-/// Runs the README's commands in `dir`, in order: a command ending in `&` is started and
-/// waited for (`siplab up` until it says the lab is up, baresip until its ctrl_tcp listens).
-fn run_readme(dir: &Path, started: &mut Started) -> Vec<(PathBuf, Baresip)> {
+/// Runs the commands of the README's section `heading` in `dir` (where `deploy` is the
+/// repository's), in order: a command ending in `&` is started and waited for (`siplab up`
+/// until it says the lab is up, baresip until its ctrl_tcp listens, Kamailio until K3's port
+/// does); any other must succeed.
+fn run_readme(heading: &str, dir: &Path, started: &mut Started) -> Vec<(PathBuf, Baresip)> {
     let bin = Path::new(env!("CARGO_BIN_EXE_siplab")).parent().unwrap();
     let path = format!(
         "{}:{}",
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let deploy = dir.join("deploy");
+    if !deploy.exists() {
+        std::os::unix::fs::symlink(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy"), deploy)
+            .unwrap();
+    }
     let mut baresips = Vec::new();
-    for (i, line) in readme_commands().into_iter().enumerate() {
+    for (i, line) in readme_commands(heading).into_iter().enumerate() {
         let (command, background) = match line.strip_suffix('&') {
             Some(c) => (c.trim().to_owned(), true),
             None => (line.clone(), false),
         };
         let log = dir.join(format!("step{i}.log"));
         let mut cmd = Command::new("bash");
+        // A background program replaces its shell, so that ending its group ends it.
+        let script = if background {
+            format!("exec {command}")
+        } else {
+            command.clone()
+        };
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.arg("-c")
-            .arg(format!("exec {command}"))
+            .arg(script)
             .current_dir(dir)
             .env("PATH", &path)
             .stdin(Stdio::null())
@@ -218,8 +254,17 @@ fn run_readme(dir: &Path, started: &mut Started) -> Vec<(PathBuf, Baresip)> {
             continue;
         }
         started.0.push(cmd.spawn().expect("started"));
+        let err_log = dir.join(format!("step{i}.err"));
+        let child = started.0.last_mut().expect("just started");
+        // Waiting for a program that has already ended would only time out.
+        let mut alive = || {
+            let ended = child.try_wait().ok().flatten();
+            let err = || std::fs::read_to_string(&err_log).unwrap_or_default();
+            assert!(ended.is_none(), "`{line}` ended ({ended:?}): {}", err());
+        };
         if command.starts_with("siplab up") {
             wait_for("siplab up", || {
+                alive();
                 std::fs::read_to_string(&log).is_ok_and(|o| o.contains("lab up"))
             });
         } else if let Some(conf) = command.strip_prefix("baresip -f ") {
@@ -232,8 +277,16 @@ fn run_readme(dir: &Path, started: &mut Started) -> Vec<(PathBuf, Baresip)> {
                 .trim()
                 .parse()
                 .unwrap();
-            wait_for("baresip's ctrl_tcp", || TcpStream::connect(ctrl).is_ok());
+            wait_for("baresip's ctrl_tcp", || {
+                alive();
+                TcpStream::connect(ctrl).is_ok()
+            });
             baresips.push((conf, Baresip { ctrl, log }));
+        } else if command.starts_with("kamailio ") {
+            wait_for("Kamailio's TLS listener", || {
+                alive();
+                TcpStream::connect(K3).is_ok()
+            });
         }
     }
     baresips
@@ -244,9 +297,16 @@ async fn baresip_signs_in_messages_and_calls_through_the_lab() {
     if !have_tool("baresip") {
         return;
     }
+    let _slot = SLOT_0.lock().await;
     let work = tempfile::tempdir().unwrap();
     let mut started = Started(Vec::new());
-    let baresips = blocking(|| run_readme(work.path(), &mut started));
+    let baresips = blocking(|| {
+        run_readme(
+            "### Pointing an outside SIP client at the lab",
+            work.path(),
+            &mut started,
+        )
+    });
     let by_dir = |name: &str| {
         &baresips
             .iter()
@@ -379,4 +439,156 @@ async fn baresip_signs_in_messages_and_calls_through_the_lab() {
     }
     ben.shutdown().await;
     drop(started);
+}
+
+/// A client of a tailspin.test user, signed in at Kamailio (K3) with a certificate the lab CA
+/// issues for it, from an internet address of its own; Kamailio's certificate must name
+/// `server_name`.
+async fn tailspin_user(lab: &Lab, certs: &Path, aor: &str, server_name: &str) -> Ua {
+    let ca = siplab_pki::LabCa::read(certs).expect("the lab CA");
+    let issued = ca
+        .issue_user(&siplab_pki::UserIdentity { aor: aor.into() })
+        .expect("a user certificate");
+    let tls = siplab_transport::TlsConfig::from_pem(
+        ca.cert_pem().as_bytes(),
+        issued.cert_pem.as_bytes(),
+        issued.key_pem.as_bytes(),
+    )
+    .expect("TLS identity");
+    let k3x = lab.interface("K3x").expect("K3x");
+    let cfg = siplab_ua::UaConfig::new(
+        aor,
+        "127.3.0.41".parse().unwrap(),
+        k3x.socket(siplab_topology::Purpose::Sip).unwrap(),
+        server_name,
+        tls,
+    );
+    let ua = Ua::start(cfg).await.expect("the tailspin client starts");
+    ua.wait_registered(STEP)
+        .await
+        .expect("registered at Kamailio");
+    ua
+}
+
+/// The Via chain a siplab client received, by the lab's names.
+fn names(lab: &Lab, got: &siplab_ua::Received) -> Vec<String> {
+    got.vias.iter().map(|v| name_of(lab, &v.host)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kamailio_is_a_federated_company_of_its_own() {
+    if !have_tool("kamailio") {
+        return;
+    }
+    let _slot = SLOT_0.lock().await;
+    let work = tempfile::tempdir().unwrap();
+    let mut started = Started(Vec::new());
+    blocking(|| {
+        run_readme(
+            "### A federation partner of your own",
+            work.path(),
+            &mut started,
+        )
+    });
+    let lab = Lab::reference().unwrap().localized(0);
+    let certs_dir = work.path().join("certs");
+    let certs = Certs::Dir(certs_dir.clone());
+    let sign_in = async |aor: &str, at: At| {
+        let (cfg, _) = client_config(&lab, &certs, aor, at, Discover::DnsOnly)
+            .await
+            .expect("configuration");
+        let ua = Ua::start(cfg).await.expect("starts");
+        ua.wait_registered(STEP).await.expect("signed in");
+        ua
+    };
+    let alice = sign_in("alice@contoso.test", At::Internal).await;
+    let ben = sign_in("ben@contoso.test", At::External).await;
+    let carol = tailspin_user(&lab, &certs_dir, "carol@tailspin.test", "sip.tailspin.test").await;
+    let carol_at = "127.3.0.41".to_owned();
+    let chain = |hops: &[&str]| hops.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+
+    // carol -> alice (on contoso's LAN), and back.
+    let out = carol
+        .send_message("alice@contoso.test", "from tailspin")
+        .await
+        .unwrap();
+    assert_eq!(out.status, 200, "{out:?}");
+    let got = common::received(&alice).await;
+    assert_eq!(names(&lab, &got), chain(&["R1", "E1i", "K3x", &carol_at]));
+    let out = alice
+        .send_message("carol@tailspin.test", "to tailspin")
+        .await
+        .unwrap();
+    assert_eq!(out.status, 200, "{out:?}");
+    let got = common::received(&carol).await;
+    assert_eq!(got.body, "to tailspin");
+    assert_eq!(names(&lab, &got), chain(&["K3x", "E1x", "R1", "A1i"]));
+
+    // carol -> ben (cloud-hosted): in through contoso's edge and front end, out to the
+    // hosting provider; and back, through the hybrid partner as rows 15 to 17 go.
+    let out = carol
+        .send_message("ben@contoso.test", "to the cloud")
+        .await
+        .unwrap();
+    assert_eq!(out.status, 200, "{out:?}");
+    let got = common::received(&ben).await;
+    assert_eq!(
+        names(&lab, &got),
+        chain(&["CEx", "CP", "CEi", "E1x", "R1", "E1i", "K3x", &carol_at])
+    );
+    let out = ben
+        .send_message("carol@tailspin.test", "from the cloud")
+        .await
+        .unwrap();
+    assert_eq!(out.status, 200, "{out:?}");
+    let got = common::received(&carol).await;
+    assert_eq!(
+        names(&lab, &got),
+        chain(&["K3x", "E1x", "R1", "E1i", "CEx", "CP", "CEi", "B1e"])
+    );
+    carol.shutdown().await;
+
+    // The same Kamailio with a lab certificate for another name: E1 refuses what it relays
+    // (section 7), and says why.
+    let kamailio = started.0.pop().expect("Kamailio was started last");
+    drop(Started(vec![kamailio]));
+    let ca = siplab_pki::LabCa::read(&certs_dir).unwrap();
+    let wrong = ca
+        .issue_node(&siplab_pki::NodeIdentity {
+            name: "wrong".into(),
+            dns_names: vec!["sip.wrong.test".into()],
+            ips: vec!["127.3.0.40".parse().unwrap()],
+        })
+        .unwrap();
+    let k3 = work.path().join("k3");
+    std::fs::write(k3.join("cert.pem"), &wrong.cert_pem).unwrap();
+    std::fs::write(k3.join("key.pem"), &wrong.key_pem).unwrap();
+    let line = readme_commands("### A federation partner of your own")
+        .into_iter()
+        .find(|l| l.starts_with("kamailio "))
+        .unwrap();
+    let mut cmd = Command::new("bash");
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd.arg("-c")
+        .arg(format!("exec {}", line.trim_end_matches('&').trim()))
+        .current_dir(work.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    started.0.push(cmd.spawn().unwrap());
+    blocking(|| wait_for("Kamailio again", || TcpStream::connect(K3).is_ok()));
+    let carol = tailspin_user(&lab, &certs_dir, "carol@tailspin.test", "sip.wrong.test").await;
+    let out = carol
+        .send_message("alice@contoso.test", "as someone else")
+        .await
+        .unwrap();
+    assert_eq!(out.status, 403, "{out:?}");
+    let warning = common::warning(&out.response);
+    assert!(
+        warning.contains("sip.wrong.test") && warning.contains("tailspin.test"),
+        "{warning}"
+    );
+    carol.shutdown().await;
+    for ua in [alice, ben] {
+        ua.shutdown().await;
+    }
 }

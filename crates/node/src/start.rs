@@ -120,7 +120,7 @@ pub async fn start_node(
             config,
             events,
         ),
-        Role::Dns => return Err(role_err()),
+        Role::Dns | Role::Partner => return Err(role_err()),
     };
     info!(node = name, role = %node.role, ?listening, "node up");
     Ok(RunningNode {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use siplab_dns::{DnsServer, RunningDns};
 use siplab_node::{Certs, Discover, NodeError, RunningNode, client_config, start_node};
 use siplab_proxy::ProxyConfig;
-use siplab_topology::{At, Lab, Role};
+use siplab_topology::{At, Lab};
 use siplab_ua::{Ua, UaError};
 use tokio::sync::Mutex;
 use tracing::info;
@@ -54,7 +54,7 @@ impl LabRun {
         let dns = DnsServer::start(&lab).await?;
         let mut nodes = Vec::new();
         for node in lab.nodes() {
-            if node.role == Role::Dns {
+            if !node.role.is_siplab_sip_node() {
                 continue;
             }
             nodes.push(start_node(&lab, node.name.as_str(), &certs, ProxyConfig::default()).await?);

@@ -154,6 +154,7 @@ fn needs(role: Role) -> Needs {
         Role::CloudEdge => (false, None, Some(Role::CloudPool), false),
         Role::CloudPool => (false, Some(Role::CloudEdge), None, false),
         Role::Dns => (false, None, None, false),
+        Role::Partner => (true, None, None, false),
     };
     Needs {
         domain,
@@ -188,6 +189,15 @@ fn node(lab: &Lab, node: &Node) -> Result<(), TopologyError> {
     match (needs.domain, &node.domain) {
         (true, None) => return Err(invalid(format!("a {role} needs a domain"))),
         (false, Some(_)) => return Err(invalid(format!("a {role} serves no single domain"))),
+        // A partner's domain is foreign: one of the DNS zones, not a company of the lab.
+        (true, Some(name)) if role == Role::Partner => {
+            if lab.domain(name).is_some() {
+                return Err(invalid(format!("{name:?} is a lab company, not a partner")));
+            }
+            if !lab.zones().iter().any(|z| z == name) {
+                return Err(invalid(format!("domain {name:?} is not one of the zones")));
+            }
+        }
         (true, Some(name)) => {
             let domain = lab
                 .domain(name)
@@ -622,6 +632,31 @@ mod tests {
                 r#"hosting_autodiscover = "sipedge01.infra.lync.test""#
             ),
             r#"domain "contoso.test": hosting_autodiscover "sipedge01.infra.lync.test" is no FQDN of a cloud edge interface with a web port"#
+        );
+    }
+
+    #[test]
+    fn a_partner_serves_a_foreign_zone() {
+        assert_eq!(
+            broken(
+                "role = \"partner\"\ndomain = \"tailspin.test\"",
+                "role = \"partner\"\ndomain = \"contoso.test\""
+            ),
+            r#"node "K3": "contoso.test" is a lab company, not a partner"#
+        );
+        assert_eq!(
+            broken(
+                "role = \"partner\"\ndomain = \"tailspin.test\"",
+                "role = \"partner\"\ndomain = \"wingtip.test\""
+            ),
+            r#"node "K3": domain "wingtip.test" is not one of the zones"#
+        );
+        assert_eq!(
+            broken(
+                "role = \"partner\"\ndomain = \"tailspin.test\"",
+                "role = \"partner\""
+            ),
+            r#"node "K3": a partner needs a domain"#
         );
     }
 

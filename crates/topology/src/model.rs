@@ -71,6 +71,18 @@ pub enum Role {
     CloudEdge,
     CloudPool,
     Dns,
+    /// Another company's SIP server that is not a siplab program (Kamailio, say): the lab
+    /// names its federation host, issues its certificate and serves its DNS records, and
+    /// its edges federate with it, but no siplab program runs it.
+    Partner,
+}
+
+impl Role {
+    /// Whether a siplab program serves this role: every role but the DNS server (a program
+    /// of its own, not a SIP node) and an outside partner.
+    pub fn is_siplab_sip_node(self) -> bool {
+        !matches!(self, Role::Dns | Role::Partner)
+    }
 }
 
 impl fmt::Display for Role {
@@ -81,6 +93,7 @@ impl fmt::Display for Role {
             Role::CloudEdge => "cloud-edge",
             Role::CloudPool => "cloud-pool",
             Role::Dns => "dns",
+            Role::Partner => "partner",
         })
     }
 }
