@@ -75,10 +75,11 @@ enum Command {
         certs: PathBuf,
     },
     /// Writes a configuration directory for an outside SIP client, so that it signs in as a
-    /// lab user from one place: `baresip -f DIR` (the certificates come from `siplab certs`).
+    /// lab user from one place: `baresip -f DIR`, or `DIR/run` for linphonec (the
+    /// certificates come from `siplab certs`).
     ClientConfig {
-        /// The client program; baresip is the one there is.
-        #[arg(value_parser = ["baresip"])]
+        /// The client program: baresip or linphone (linphonec).
+        #[arg(value_parser = ["baresip", "linphone"])]
         client: String,
         /// The user it signs in as, e.g. adam@contoso.test.
         user: String,
@@ -193,7 +194,7 @@ async fn main() -> Result<()> {
             duration,
         } => bench(lab.localized(slot), &rows, &rates, duration).await,
         Command::ClientConfig {
-            client: _,
+            client,
             user,
             at,
             slot,
@@ -203,19 +204,24 @@ async fn main() -> Result<()> {
             dir,
         } => {
             let lab = slot.map_or(lab.clone(), |s| lab.localized(s));
-            let setup = siplab_node::BaresipSetup {
+            let setup = siplab_node::OutsideSetup {
                 aor: user,
                 at,
                 ctrl,
                 dns_only,
             };
-            let written = siplab_node::write_baresip(&lab, &certs, &setup, &dir)?;
+            let (written, start) = if client == "linphone" {
+                let w = siplab_node::write_linphone(&lab, &certs, &setup, &dir)?;
+                (w, format!("{}/run", dir.display()))
+            } else {
+                let w = siplab_node::write_baresip(&lab, &certs, &setup, &dir)?;
+                (w, format!("baresip -f {}", dir.display()))
+            };
             println!(
-                "{}: baresip configuration for {} ({} files); start it with: baresip -f {}",
+                "{}: {client} configuration for {} ({} files); start it with: {start}",
                 dir.display(),
                 setup.aor,
                 written.len(),
-                dir.display()
             );
             Ok(())
         }

@@ -171,22 +171,141 @@ impl Baresip {
         }
         panic!("no contact {aor}");
     }
+}
 
-    /// The requests of `method` baresip received (its `-s` trace) whose text holds `marker`.
+/// An outside client whose SIP trace the test reads.
+trait Traced {
+    /// The requests of `method` it received whose text holds `marker`.
+    fn received(&self, method: &str, marker: &str) -> Vec<Message>;
+}
+
+impl Traced for Baresip {
+    /// From its `-s` trace.
     fn received(&self, method: &str, marker: &str) -> Vec<Message> {
-        let out = self.output();
-        out.split("\n#\n")
-            .filter_map(|block| {
-                // "TLS from -> to", then the message.
-                let (_, msg) = block.split_once('\n')?;
-                let msg = msg.trim_start();
-                (msg.starts_with(&format!("{method} ")) && msg.contains(marker)).then_some(msg)
-            })
-            .filter_map(|msg| {
-                let msg = msg.replace("\r\n", "\n").replace('\n', "\r\n");
-                Message::parse(bytes::Bytes::from(msg)).ok()
-            })
-            .collect()
+        requests_in(&self.output(), method, marker, |_| true)
+    }
+}
+
+/// `ua` messages `to`, a user of `client`: the MESSAGE arrives with row `id`'s Via chain.
+async fn message_to(lab: &Lab, ua: &Ua, to: &str, client: &impl Traced, id: u32) {
+    let marker = format!("row-{id}-from-{}", ua.aor());
+    let out = ua.send_message(to, &marker).await.expect("sent");
+    assert_eq!(out.status, 200, "{out:?}");
+    blocking(|| wait_for(&marker, || !client.received("MESSAGE", &marker).is_empty()));
+    let msg = client.received("MESSAGE", &marker).remove(0);
+    assert_eq!(chain(lab, &msg), row(lab, id), "row {id}");
+}
+
+/// `ua` calls `to`, a user of `client` answering by itself, and hangs up: INVITE, ACK and
+/// BYE each arrive once with row `id`'s Via chain, and the BYE is answered 200.
+async fn call_to(lab: &Lab, ua: &Ua, to: &str, client: &impl Traced, id: u32) {
+    let call = ua.invite(to).await.expect("INVITE answered");
+    assert!(call.is_established(), "{:?}", call.outcome());
+    let out = call.bye().await.expect("BYE answered");
+    assert_eq!(out.status, 200, "{out:?}");
+    let call_id = String::from_utf8_lossy(out.response.call_id().unwrap()).into_owned();
+    for method in ["INVITE", "ACK", "BYE"] {
+        // A client's trace may be written a moment after it answered.
+        let what = format!("{method} at {to}");
+        blocking(|| wait_for(&what, || !client.received(method, &call_id).is_empty()));
+        let got = client.received(method, &call_id);
+        assert_eq!(got.len(), 1, "{what}");
+        assert_eq!(chain(lab, &got[0]), row(lab, id), "{method}");
+    }
+}
+
+/// The requests of `method` holding `marker` in a client's SIP trace: every message whose
+/// start line stands on a line of its own, the line before it accepted by `incoming`. Only
+/// the headers are kept (a trace may cut or wrap a body).
+fn requests_in(
+    trace: &str,
+    method: &str,
+    marker: &str,
+    incoming: impl Fn(&str) -> bool,
+) -> Vec<Message> {
+    let lines: Vec<&str> = trace.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let is_start = line.starts_with(&format!("{method} sip:")) && line.ends_with(" SIP/2.0");
+        if !is_start || i == 0 || !incoming(lines[i - 1]) {
+            continue;
+        }
+        let headers: Vec<&str> = lines[i..]
+            .iter()
+            .copied()
+            .take_while(|l| !l.is_empty())
+            .filter(|l| !l.to_ascii_lowercase().starts_with("content-length"))
+            .collect();
+        let text = headers.join("\r\n");
+        if !text.contains(marker) && !trace_body_after(&lines[i..], marker) {
+            continue;
+        }
+        let msg = format!("{text}\r\nContent-Length: 0\r\n\r\n");
+        if let Ok(m) = Message::parse(bytes::Bytes::from(msg)) {
+            found.push(m);
+        }
+    }
+    found
+}
+
+/// Whether the body right after a message's headers (up to the next empty line) holds `marker`.
+fn trace_body_after(lines: &[&str], marker: &str) -> bool {
+    lines
+        .iter()
+        .skip_while(|l| !l.is_empty())
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .any(|l| l.contains(marker))
+}
+
+/// One linphonec, driven through its standard input (its `run` script, as the README starts
+/// it); what it prints goes to `out`, its SIP trace to `dir/log`.
+struct Linphone {
+    stdin: std::process::ChildStdin,
+    out: PathBuf,
+    dir: PathBuf,
+}
+
+impl Linphone {
+    fn command(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("linphonec reads its commands");
+        self.stdin.flush().unwrap();
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Traced for Linphone {
+    /// From its log, where belle-sip writes what it received.
+    fn received(&self, method: &str, marker: &str) -> Vec<Message> {
+        let trace = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+        // What one read brought is logged after "received [N] new bytes from"; a second
+        // message in the same read follows the first one's end.
+        requests_in(&trace, method, marker, |prev| {
+            prev.contains("new bytes from") || prev.is_empty()
+        })
+    }
+}
+
+/// What the README's commands started: the baresips and linphonecs, by their folders.
+#[derive(Default)]
+struct Clients {
+    baresip: Vec<(PathBuf, Baresip)>,
+    linphone: Vec<(PathBuf, Linphone)>,
+}
+
+impl Clients {
+    fn baresip(&self, dir: &str) -> &Baresip {
+        let found = self.baresip.iter().find(|(d, _)| d.ends_with(dir));
+        &found.unwrap_or_else(|| panic!("the README starts {dir}")).1
+    }
+
+    fn linphone(&mut self, dir: &str) -> Linphone {
+        let i = self.linphone.iter().position(|(d, _)| d.ends_with(dir));
+        let i = i.unwrap_or_else(|| panic!("the README starts {dir}"));
+        self.linphone.remove(i).1
     }
 }
 
@@ -213,7 +332,7 @@ fn row(lab: &Lab, id: u32) -> Vec<String> {
 /// repository's), in order: a command ending in `&` is started and waited for (`siplab up`
 /// until it says the lab is up, baresip until its ctrl_tcp listens, Kamailio until K3's port
 /// does); any other must succeed.
-fn run_readme(heading: &str, dir: &Path, started: &mut Started) -> Vec<(PathBuf, Baresip)> {
+fn run_readme(heading: &str, dir: &Path, started: &mut Started) -> Clients {
     let bin = Path::new(env!("CARGO_BIN_EXE_siplab")).parent().unwrap();
     let path = format!(
         "{}:{}",
@@ -225,7 +344,7 @@ fn run_readme(heading: &str, dir: &Path, started: &mut Started) -> Vec<(PathBuf,
         std::os::unix::fs::symlink(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy"), deploy)
             .unwrap();
     }
-    let mut baresips = Vec::new();
+    let mut clients = Clients::default();
     for (i, line) in readme_commands(heading).into_iter().enumerate() {
         let (command, background) = match line.strip_suffix('&') {
             Some(c) => (c.trim().to_owned(), true),
@@ -244,7 +363,11 @@ fn run_readme(heading: &str, dir: &Path, started: &mut Started) -> Vec<(PathBuf,
             .arg(script)
             .current_dir(dir)
             .env("PATH", &path)
-            .stdin(Stdio::null())
+            .stdin(if background {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(dir.join(format!("step{i}.err"))).unwrap());
         if !background {
@@ -256,6 +379,7 @@ fn run_readme(heading: &str, dir: &Path, started: &mut Started) -> Vec<(PathBuf,
         started.0.push(cmd.spawn().expect("started"));
         let err_log = dir.join(format!("step{i}.err"));
         let child = started.0.last_mut().expect("just started");
+        let stdin = child.stdin.take().expect("its standard input");
         // Waiting for a program that has already ended would only time out.
         let mut alive = || {
             let ended = child.try_wait().ok().flatten();
@@ -281,15 +405,32 @@ fn run_readme(heading: &str, dir: &Path, started: &mut Started) -> Vec<(PathBuf,
                 alive();
                 TcpStream::connect(ctrl).is_ok()
             });
-            baresips.push((conf, Baresip { ctrl, log }));
+            clients.baresip.push((conf, Baresip { ctrl, log }));
         } else if command.starts_with("kamailio ") {
             wait_for("Kamailio's TLS listener", || {
                 alive();
                 TcpStream::connect(K3).is_ok()
             });
+        } else if let Some(script) = command.split_whitespace().next()
+            && script.ends_with("/run")
+        {
+            let conf = dir.join(script.trim_end_matches("/run"));
+            wait_for("linphonec's log", || {
+                alive();
+                conf.join("log").exists()
+            });
+            let out = log;
+            clients.linphone.push((
+                conf.clone(),
+                Linphone {
+                    stdin,
+                    out,
+                    dir: conf,
+                },
+            ));
         }
     }
-    baresips
+    clients
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,17 +448,10 @@ async fn baresip_signs_in_messages_and_calls_through_the_lab() {
             &mut started,
         )
     });
-    let by_dir = |name: &str| {
-        &baresips
-            .iter()
-            .find(|(d, _)| d.ends_with(name))
-            .unwrap_or_else(|| panic!("the README starts {name}"))
-            .1
-    };
     let (adam, alice, bella) = (
-        by_dir("baresip-adam"),
-        by_dir("baresip-alice"),
-        by_dir("baresip-bella"),
+        baresips.baresip("baresip-adam"),
+        baresips.baresip("baresip-alice"),
+        baresips.baresip("baresip-bella"),
     );
     let lab = Lab::reference().unwrap().localized(0);
     let certs = Certs::Dir(work.path().join("certs"));
@@ -370,17 +504,8 @@ async fn baresip_signs_in_messages_and_calls_through_the_lab() {
     }
 
     // MESSAGE, siplab to baresip: rows 8 (B1e -> A1e) and 7 (B1e -> A1i).
-    for (to, b, id) in [
-        ("adam@contoso.test", adam, 8),
-        ("alice@contoso.test", alice, 7),
-    ] {
-        let marker = format!("row-{id}-from-ben");
-        let out = ben.send_message(to, &marker).await.expect("sent");
-        assert_eq!(out.status, 200, "{out:?}");
-        blocking(|| wait_for(&marker, || !b.received("MESSAGE", &marker).is_empty()));
-        let msg = b.received("MESSAGE", &marker).remove(0);
-        assert_eq!(chain(&lab, &msg), row(&lab, id), "row {id}");
-    }
+    message_to(&lab, &ben, "adam@contoso.test", adam, 8).await;
+    message_to(&lab, &ben, "alice@contoso.test", alice, 7).await;
 
     // MESSAGE, baresip to siplab: rows 6 (A1e -> B1e) and 5 (A1i -> B1e).
     for (b, id) in [(adam, 6), (alice, 5)] {
@@ -424,19 +549,7 @@ async fn baresip_signs_in_messages_and_calls_through_the_lab() {
     assert_eq!(seen[2].method.to_string(), "BYE");
 
     // A call from siplab (ben) to baresip (alice, A1i, answering by itself): row 7.
-    let call = ben
-        .invite("alice@contoso.test")
-        .await
-        .expect("INVITE answered");
-    assert!(call.is_established(), "{:?}", call.outcome());
-    let out = call.bye().await.expect("BYE answered");
-    assert_eq!(out.status, 200, "{out:?}");
-    let call_id = String::from_utf8_lossy(out.response.call_id().unwrap()).into_owned();
-    for method in ["INVITE", "ACK", "BYE"] {
-        let got = alice.received(method, &call_id);
-        assert_eq!(got.len(), 1, "{method} at baresip alice");
-        assert_eq!(chain(&lab, &got[0]), row(&lab, 7), "{method}");
-    }
+    call_to(&lab, &ben, "alice@contoso.test", alice, 7).await;
     ben.shutdown().await;
     drop(started);
 }
@@ -468,6 +581,17 @@ async fn tailspin_user(lab: &Lab, certs: &Path, aor: &str, server_name: &str) ->
         .await
         .expect("registered at Kamailio");
     ua
+}
+
+/// The next request other than a MESSAGE that `ua` receives (a client may still be
+/// reporting the delivery of earlier messages, RFC 5438).
+async fn dialog_request(ua: &Ua) -> siplab_ua::Received {
+    loop {
+        let got = common::received(ua).await;
+        if got.method.to_string() != "MESSAGE" {
+            return got;
+        }
+    }
 }
 
 /// The Via chain a siplab client received, by the lab's names.
@@ -591,4 +715,95 @@ async fn kamailio_is_a_federated_company_of_its_own() {
     for ua in [alice, ben] {
         ua.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linphone_signs_in_messages_and_calls_through_the_lab() {
+    if !have_tool("linphonec") {
+        return;
+    }
+    let _slot = SLOT_0.lock().await;
+    let work = tempfile::tempdir().unwrap();
+    let mut started = Started(Vec::new());
+    let mut clients = blocking(|| run_readme("#### Linphone", work.path(), &mut started));
+    let (mut adam, mut alice) = (
+        clients.linphone("linphone-adam"),
+        clients.linphone("linphone-alice"),
+    );
+    let lab = Lab::reference().unwrap().localized(0);
+    let certs = Certs::Dir(work.path().join("certs"));
+
+    // Signed in, through the lab's DNS, the server's name checked.
+    for (who, l) in [("adam", &mut adam), ("alice", &mut alice)] {
+        let registered = format!("registered, identity=sip:{who}@contoso.test");
+        blocking(|| {
+            wait_for(&format!("linphone {who} registered"), || {
+                l.command("status register");
+                std::thread::sleep(Duration::from_millis(200));
+                l.output().contains(&registered)
+            })
+        });
+        l.command("soundcard use files");
+    }
+    let (cfg, _) = client_config(
+        &lab,
+        &certs,
+        "ben@contoso.test",
+        At::External,
+        Discover::DnsOnly,
+    )
+    .await
+    .expect("ben's configuration");
+    let ben = Ua::start(cfg).await.expect("ben starts");
+    ben.wait_registered(STEP).await.expect("ben signed in");
+
+    // Linphone to Linphone: rows 2 and 3.
+    alice.command("chat sip:adam@contoso.test row-2-from-alice");
+    adam.command("chat sip:alice@contoso.test row-3-from-adam");
+    for (l, marker, id) in [
+        (&adam, "row-2-from-alice", 2),
+        (&alice, "row-3-from-adam", 3),
+    ] {
+        blocking(|| wait_for(marker, || !l.received("MESSAGE", marker).is_empty()));
+        let msg = l.received("MESSAGE", marker).remove(0);
+        assert_eq!(chain(&lab, &msg), row(&lab, id), "row {id}");
+    }
+    // siplab to Linphone: rows 8 and 7.
+    message_to(&lab, &ben, "adam@contoso.test", &adam, 8).await;
+    message_to(&lab, &ben, "alice@contoso.test", &alice, 7).await;
+    // Linphone to siplab: rows 6 and 5. (Linphone also reports the delivery of ben's
+    // messages, in MESSAGEs of its own: IMDN, RFC 5438.)
+    for (l, id) in [(&mut adam, 6), (&mut alice, 5)] {
+        let marker = format!("row-{id}-to-ben");
+        l.command(&format!("chat sip:ben@contoso.test {marker}"));
+        let mut got = common::received(&ben).await;
+        for _ in 0..4 {
+            if got.body == marker {
+                break;
+            }
+            got = common::received(&ben).await;
+        }
+        assert_eq!(got.body, marker);
+        assert_eq!(names(&lab, &got), row(&lab, id), "row {id}");
+    }
+
+    // A call from Linphone (adam) to siplab (ben): INVITE, ACK and BYE on row 6's path.
+    adam.command("call sip:ben@contoso.test");
+    let call = ben.next_call(STEP).await.expect("ben is called");
+    assert!(call.is_established());
+    let mut seen = vec![dialog_request(&ben).await, dialog_request(&ben).await];
+    adam.command("terminate");
+    seen.push(dialog_request(&ben).await);
+    let methods: Vec<String> = seen.iter().map(|g| g.method.to_string()).collect();
+    assert_eq!(methods, ["INVITE", "ACK", "BYE"]);
+    for got in &seen {
+        assert_eq!(names(&lab, got), row(&lab, 6), "{}", got.method);
+    }
+
+    // A call from siplab (ben) to Linphone (alice, answering by itself): row 7.
+    call_to(&lab, &ben, "alice@contoso.test", &alice, 7).await;
+    for l in [&mut adam, &mut alice] {
+        l.command("quit");
+    }
+    ben.shutdown().await;
 }

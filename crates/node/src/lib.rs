@@ -4,21 +4,21 @@
 //! Each role reads top-down in one routing function, in the order section 5 of the
 //! reference gives its reasons: [`frontend::FrontEnd`], [`edge::Edge`].
 
-mod baresip;
 mod certs;
 mod client;
 mod cloudpool;
 mod edge;
 mod frontend;
+mod outside;
 mod server;
 mod start;
 
-pub use baresip::{BaresipSetup, MODULE_PATH as BARESIP_MODULES, write_baresip};
 pub use certs::Certs;
 pub use client::{Discover, client_config, describe};
 pub use cloudpool::CloudPool;
 pub use edge::Edge;
 pub use frontend::FrontEnd;
+pub use outside::{OutsideSetup, write_baresip, write_linphone};
 pub use server::{init_tracing, server_main};
 pub use start::{RunningNode, start_node};
 
