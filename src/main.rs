@@ -110,6 +110,10 @@ enum Command {
         /// Make a new CA even when one exists (every old certificate stops being trusted).
         #[arg(long)]
         replace_ca: bool,
+        /// The loopback slot whose addresses the certificates carry beside the container
+        /// profile's (`siplab up --slot` writes its own slot's).
+        #[arg(long, default_value_t = 0)]
+        slot: u8,
     },
 }
 
@@ -176,7 +180,11 @@ async fn main() -> Result<()> {
         None => Lab::reference().context("the built-in reference lab")?,
     };
     match cli.command {
-        Command::Certs { dir, replace_ca } => certs(&lab, &dir, replace_ca),
+        Command::Certs {
+            dir,
+            replace_ca,
+            slot,
+        } => certs(&lab, &dir, replace_ca, slot),
         Command::Compose => {
             print!("{}", compose::compose(&lab));
             Ok(())
@@ -226,7 +234,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Up { slot, certs: dir } => {
-            certs(&lab, &dir, false)?;
+            certs(&lab, &dir, false, slot)?;
             up(lab.localized(slot), dir).await
         }
     }
@@ -358,10 +366,11 @@ async fn up(lab: Lab, dir: PathBuf) -> Result<()> {
     Ok(())
 }
 
-/// Every interface gets its names and both profiles' addresses (containers and slot 0 of the
-/// single-process lab); peers check the names, the addresses are there for people and tools.
-fn certs(lab: &Lab, dir: &std::path::Path, replace_ca: bool) -> Result<()> {
-    let local = lab.localized(0);
+/// Every interface gets its names and both profiles' addresses (containers and `slot` of the
+/// single-process lab); peers check the names, the addresses are there for people and tools
+/// (and for clients that check an address SAN).
+fn certs(lab: &Lab, dir: &std::path::Path, replace_ca: bool, slot: u8) -> Result<()> {
+    let local = lab.localized(slot);
     let nodes: Vec<NodeIdentity> = lab
         .node_identities()
         .into_iter()

@@ -59,4 +59,19 @@ fn certs_writes_a_verifiable_set_and_keeps_the_ca() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&san.stdout).contains("URI:sip:alice@contoso.test"));
+
+    // For another slot, the interfaces carry that slot's addresses (and the containers').
+    assert!(siplab(&["certs", "--dir", d, "--slot", "5"]).contains("kept the existing lab CA"));
+    let san = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(Path::new(d).join("nodes/E1x.pem"))
+        .output()
+        .unwrap();
+    let san = String::from_utf8_lossy(&san.stdout);
+    assert!(
+        san.contains("DNS:sip.contoso.test")
+            && san.contains("IP Address:127.3.5.11")
+            && san.contains("IP Address:203.0.113.11"),
+        "{san}"
+    );
 }
