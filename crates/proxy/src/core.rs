@@ -395,7 +395,7 @@ impl<P: Policy> Proxy<P> {
             Decision::Reply(r) => self.reply(&key, r).await,
             Decision::Local => {
                 let r = Reply::new(200)
-                    .with(HeaderName::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, SUBSCRIBE, NOTIFY, INFO")
+                    .with(HeaderName::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, SUBSCRIBE, NOTIFY, PUBLISH, INFO")
                     .with(HeaderName::Supported, "path, outbound");
                 self.reply(&key, r).await
             }
@@ -1090,9 +1090,7 @@ fn record_route(iface: &OwnInterface, port: u16, token: Option<&FlowToken>) -> S
 pub(crate) fn reply_message(req: &Message, reply: &Reply) -> Message {
     let mut resp = Message::response_to(req, reply.code, reason_phrase(reply.code));
     if let Some(w) = &reply.warning {
-        let text = w.replace(['"', '\\'], "'");
-        resp.headers
-            .push(HeaderName::new("Warning"), format!("399 siplab \"{text}\""));
+        resp.push_warning(w);
     }
     for (name, value) in &reply.headers {
         resp.headers.push(name.clone(), value.clone());

@@ -118,12 +118,18 @@ impl Message {
             body: Bytes::new(),
         };
         copy_transaction_headers(&headers, &mut response.headers);
-        let text = error.to_string().replace(['"', '\\'], "'");
-        response
-            .headers
-            .push(HeaderName::new("Warning"), format!("399 siplab \"{text}\""));
+        response.push_warning(&error.to_string());
         response.headers.push(HeaderName::ContentLength, "0");
         Some(response)
+    }
+
+    /// Adds a `Warning: 399 siplab "why"` (RFC 3261 section 20.43: code 399, miscellaneous,
+    /// from the agent siplab), the text's quotes and backslashes made plain quotes so that
+    /// it stays one quoted string.
+    pub fn push_warning(&mut self, why: &str) {
+        let text = why.replace(['"', '\\'], "'");
+        self.headers
+            .push(HeaderName::new("Warning"), format!("399 siplab \"{text}\""));
     }
 
     /// Parses one message from a datagram: trailing octets after the body are ignored, and
