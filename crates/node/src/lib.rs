@@ -24,12 +24,6 @@ pub use start::{RunningNode, start_node};
 
 use std::net::SocketAddr;
 
-/// Every program built on the node crate (the servers, `siplab`, `siplab-client`) allocates
-/// with mimalloc: glibc's malloc and free were 7 % of a front end's CPU while relaying, and
-/// its connections and bindings take less memory with mimalloc (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A SIP host through the lab's DNS (A record; the port given or 5061).
 pub(crate) async fn resolve_sip(
     dns: &siplab_dns::discovery::LabResolver,
