@@ -84,12 +84,19 @@ impl Drop for Started {
     fn drop(&mut self) {
         for child in self.0.iter_mut().rev() {
             let group = format!("-{}", child.id());
-            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+            let signal = |sig: &str| {
+                let _ = Command::new("kill")
+                    .args([sig, "--", &group])
+                    .stderr(Stdio::null())
+                    .status();
+            };
+            signal("-TERM");
             let start = Instant::now();
             while child.try_wait().ok().flatten().is_none() && start.elapsed() < STEP {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            // Whatever of the group is left (Kamailio's workers, say).
+            signal("-KILL");
             let _ = child.wait();
         }
     }
