@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -105,6 +106,8 @@ pub struct Proxy<P: Policy> {
     /// Asks the notifier task for a pass over the subscriptions; requests made while one
     /// is pending or running fold into one pass.
     notify_wanted: Arc<Notify>,
+    /// Sends without a transaction that failed (see [`Proxy::unsent`]).
+    unsent: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -130,6 +133,7 @@ impl<P: Policy> Proxy<P> {
             presence: Arc::new(PresenceServer::default()),
             timers: Arc::default(),
             notify_wanted: Arc::default(),
+            unsent: AtomicU64::new(0),
         })
     }
 
@@ -308,7 +312,7 @@ impl<P: Policy> Proxy<P> {
                 if let Some((last, flow)) = known {
                     debug!("retransmission");
                     if let Some(last) = last {
-                        let _ = self.transport.send(&Destination::Flow(flow), last).await;
+                        self.send_on(flow, last, "retransmitted answer").await;
                     }
                     return;
                 }
@@ -887,10 +891,7 @@ impl<P: Policy> Proxy<P> {
     /// To, CSeq number, Route set, and our Via with the INVITE's branch alone.
     async fn send_cancel(&self, invite: &Message, conn: &ConnInfo) {
         let req = derived_request(invite, Method::Cancel, None);
-        let _ = self
-            .transport
-            .send(&Destination::Flow(conn.flow), req.to_bytes())
-            .await;
+        self.send_on(conn.flow, req.to_bytes(), "CANCEL").await;
     }
 
     async fn on_response(self: &Arc<Self>, mut msg: Message, conn: Arc<ConnInfo>) {
@@ -943,9 +944,7 @@ impl<P: Policy> Proxy<P> {
             (t.server_key, ack)
         };
         if let Some((ack, Some(conn))) = ack {
-            let _ = self
-                .transport
-                .send(&Destination::Flow(conn.flow), ack.to_bytes())
+            self.send_on(conn.flow, ack.to_bytes(), "ACK of a non-2xx")
                 .await;
         }
         if let Some(call_id) = key.strip_prefix(ORIGINATED) {
@@ -1006,10 +1005,21 @@ impl<P: Policy> Proxy<P> {
     }
 
     async fn send_direct(&self, conn: &ConnInfo, resp: Message) {
-        let _ = self
-            .transport
-            .send(&Destination::Flow(conn.flow), resp.to_bytes())
-            .await;
+        self.send_on(conn.flow, resp.to_bytes(), "answer").await;
+    }
+
+    /// Sends what needs no transaction of its own down `flow`; a failure is counted and
+    /// logged (the peer's connection is gone: nothing else can be done with it).
+    async fn send_on(&self, flow: FlowToken, bytes: Bytes, what: &'static str) {
+        if let Err(e) = self.transport.send(&Destination::Flow(flow), bytes).await {
+            let unsent = self.unsent.fetch_add(1, Ordering::Relaxed) + 1;
+            debug!(error = %e, what, unsent, "not sent");
+        }
+    }
+
+    /// How many answers, ACKs and CANCELs could not be sent because their connection was gone.
+    pub fn unsent(&self) -> u64 {
+        self.unsent.load(Ordering::Relaxed)
     }
 }
 
