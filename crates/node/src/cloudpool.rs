@@ -4,7 +4,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use siplab_proxy::{Decision, Forward, Inbound, NextHop, Policy, Reply};
+use siplab_proxy::{
+    Decision, Forward, Inbound, NOT_SIP_URI, NextHop, Policy, REGISTER_TO_NOT_SIP, Reply,
+};
 use siplab_sip::{HeaderName, Host, Method, SipUri};
 use siplab_topology::Lab;
 use siplab_transport::ConnInfo;
@@ -86,7 +88,7 @@ impl Policy for CloudPool {
             return in_dialog;
         }
         let Some(ruri) = req.request_uri() else {
-            return Decision::Reply(Reply::new(400));
+            return Decision::bad_request(NOT_SIP_URI);
         };
         let method = req.msg.method().unwrap_or(Method::Options);
         if ruri.user.is_none() && self.lab.domain(&ruri.host.to_string()).is_none() {
@@ -97,7 +99,7 @@ impl Policy for CloudPool {
         }
         if method == Method::Register {
             let Some(aor) = req.msg.to().ok().and_then(|t| t.sip_uri().map(SipUri::aor)) else {
-                return Decision::Reply(Reply::new(400));
+                return Decision::bad_request(REGISTER_TO_NOT_SIP);
             };
             return match self.lab.user(&aor) {
                 None => Decision::Reply(Reply::because(404, format!("no user {aor}"))),

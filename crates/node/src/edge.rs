@@ -6,7 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use siplab_proxy::{
-    Decision, Forward, Inbound, NextHop, Policy, Reply, asserted_identity, certificate_aor,
+    Decision, Forward, Inbound, NOT_SIP_URI, NextHop, Policy, Reply, asserted_identity,
+    certificate_aor,
 };
 use siplab_sip::{HeaderName, Host, Method, SipUri};
 use siplab_topology::{Lab, Role};
@@ -197,7 +198,7 @@ impl Policy for Edge {
             }
         }
         let Some(ruri) = req.request_uri() else {
-            return Decision::Reply(Reply::because(400, "the Request-URI is not a SIP URI"));
+            return Decision::bad_request(NOT_SIP_URI);
         };
         let is_own = |h: &Host| {
             self.lab

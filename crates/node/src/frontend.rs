@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use siplab_proxy::{Decision, Inbound, NextHop, Policy, Reply};
+use siplab_proxy::{Decision, Inbound, NOT_SIP_URI, NextHop, Policy, REGISTER_TO_NOT_SIP, Reply};
 use siplab_sip::{HeaderName, Host, Method, SipUri};
 use siplab_topology::{Lab, UserClass};
 use siplab_transport::ConnInfo;
@@ -63,7 +63,7 @@ impl Policy for FrontEnd {
             return in_dialog;
         }
         let Some(ruri) = req.request_uri() else {
-            return Decision::Reply(Reply::new(400));
+            return Decision::bad_request(NOT_SIP_URI);
         };
         let method = req.msg.method().unwrap_or(Method::Options);
         let host = ruri.host.to_string();
@@ -78,10 +78,10 @@ impl Policy for FrontEnd {
         }
         if method == Method::Register {
             let Ok(to) = req.msg.to() else {
-                return Decision::Reply(Reply::new(400));
+                return Decision::bad_request(REGISTER_TO_NOT_SIP);
             };
             let Some(aor) = to.sip_uri().map(SipUri::aor) else {
-                return Decision::Reply(Reply::new(400));
+                return Decision::bad_request(REGISTER_TO_NOT_SIP);
             };
             return match self.lab.user(&aor) {
                 _ if host != self.domain => {

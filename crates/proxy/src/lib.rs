@@ -11,7 +11,9 @@ mod timers;
 mod trust;
 
 pub use crate::core::{OwnInterface, Proxy, ProxyConfig};
-pub use policy::{Decision, Forward, Inbound, NextHop, Policy, Reply};
+pub use policy::{
+    Decision, Forward, Inbound, NOT_SIP_URI, NextHop, Policy, REGISTER_TO_NOT_SIP, Reply,
+};
 pub use presence::{PresenceServer, Subscription};
 pub use registrar::{Binding, ExpiryBounds, Location};
 pub use trust::{asserted_identity, certificate_aor};

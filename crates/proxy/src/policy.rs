@@ -163,7 +163,19 @@ impl Decision {
     pub fn to(next_hop: NextHop) -> Decision {
         Decision::forward(Forward::to(next_hop))
     }
+
+    /// 400, with a Warning saying what the request lacks.
+    pub fn bad_request(why: impl Into<String>) -> Decision {
+        Decision::Reply(Reply::because(400, why))
+    }
 }
+
+/// What a request whose Request-URI is not a SIP URI lacks (the core answers most with 416
+/// before a role sees them).
+pub const NOT_SIP_URI: &str = "the Request-URI is not a SIP URI";
+
+/// What a REGISTER whose To is not a SIP URI lacks.
+pub const REGISTER_TO_NOT_SIP: &str = "a REGISTER's To must be a SIP URI";
 
 /// A role: its routing function and how it reaches the hosts it names.
 pub trait Policy: Send + Sync + 'static {
