@@ -485,17 +485,7 @@ async fn baresip_signs_in_messages_and_calls_through_the_lab() {
     );
 
     // siplab's own client: ben, a cloud user on the internet (through his company's 301).
-    let (cfg, _) = client_config(
-        &lab,
-        &certs,
-        "ben@contoso.test",
-        At::External,
-        Discover::DnsOnly,
-    )
-    .await
-    .expect("ben's configuration");
-    let ben = Ua::start(cfg).await.expect("ben starts");
-    ben.wait_registered(STEP).await.expect("ben signed in");
+    let ben = signed_in(&lab, &certs, "ben@contoso.test", At::External).await;
 
     // MESSAGE, baresip to baresip: rows 2 and 3.
     blocking(|| {
@@ -590,6 +580,17 @@ async fn tailspin_user(lab: &Lab, certs: &Path, aor: &str, server_name: &str) ->
     ua
 }
 
+/// siplab's own client of `aor` at `at`, signed in through the DNS records alone (a cloud
+/// user follows its company's 301).
+async fn signed_in(lab: &Lab, certs: &Certs, aor: &str, at: At) -> Ua {
+    let (cfg, _) = client_config(lab, certs, aor, at, Discover::DnsOnly)
+        .await
+        .unwrap_or_else(|e| panic!("{aor}'s configuration: {e}"));
+    let ua = Ua::start(cfg).await.expect("the client starts");
+    ua.wait_registered(STEP).await.expect("signed in");
+    ua
+}
+
 /// The next request other than a MESSAGE that `ua` receives (a client may still be
 /// reporting the delivery of earlier messages, RFC 5438).
 async fn dialog_request(ua: &Ua) -> siplab_ua::Received {
@@ -624,16 +625,8 @@ async fn kamailio_is_a_federated_company_of_its_own() {
     let lab = Lab::reference().unwrap().localized(0);
     let certs_dir = work.path().join("certs");
     let certs = Certs::Dir(certs_dir.clone());
-    let sign_in = async |aor: &str, at: At| {
-        let (cfg, _) = client_config(&lab, &certs, aor, at, Discover::DnsOnly)
-            .await
-            .expect("configuration");
-        let ua = Ua::start(cfg).await.expect("starts");
-        ua.wait_registered(STEP).await.expect("signed in");
-        ua
-    };
-    let alice = sign_in("alice@contoso.test", At::Internal).await;
-    let ben = sign_in("ben@contoso.test", At::External).await;
+    let alice = signed_in(&lab, &certs, "alice@contoso.test", At::Internal).await;
+    let ben = signed_in(&lab, &certs, "ben@contoso.test", At::External).await;
     let carol = tailspin_user(&lab, &certs_dir, "carol@tailspin.test", "sip.tailspin.test").await;
     let carol_at = "127.3.0.41".to_owned();
     let chain = |hops: &[&str]| hops.iter().map(|h| h.to_string()).collect::<Vec<_>>();
@@ -752,17 +745,7 @@ async fn linphone_signs_in_messages_and_calls_through_the_lab() {
         });
         l.command("soundcard use files");
     }
-    let (cfg, _) = client_config(
-        &lab,
-        &certs,
-        "ben@contoso.test",
-        At::External,
-        Discover::DnsOnly,
-    )
-    .await
-    .expect("ben's configuration");
-    let ben = Ua::start(cfg).await.expect("ben starts");
-    ben.wait_registered(STEP).await.expect("ben signed in");
+    let ben = signed_in(&lab, &certs, "ben@contoso.test", At::External).await;
 
     // Linphone to Linphone: rows 2 and 3.
     alice.command("chat sip:adam@contoso.test row-2-from-alice");

@@ -612,7 +612,11 @@ impl<P: Policy> Proxy<P> {
                 }
             },
         };
-        let (dest, out) = match self.destination(&hop.next_hop).await {
+        let Route {
+            dest,
+            interface: out,
+            ..
+        } = match self.destination(&hop.next_hop).await {
             Ok(d) => d,
             Err(reply) => return warn!(why = ?reply.warning, "NOTIFY not sent"),
         };
@@ -656,13 +660,13 @@ impl<P: Policy> Proxy<P> {
         conn: &Arc<ConnInfo>,
     ) {
         let method = msg.method().unwrap_or(Method::Ack);
-        let (dest, out) = match self.destination(&f.next_hop).await {
+        let Route {
+            dest,
+            interface: out,
+            flow: out_conn,
+        } = match self.destination(&f.next_hop).await {
             Ok(d) => d,
             Err(reply) => return self.reply(key, reply).await,
-        };
-        let out_conn = match &dest {
-            Destination::Flow(t) => self.transport.flow(t),
-            Destination::Peer { .. } => None,
         };
         let (Some(out_if), Some(in_if)) = (
             self.own_interface(&out),
@@ -768,12 +772,16 @@ impl<P: Policy> Proxy<P> {
         }
     }
 
-    /// Where a next hop is on the wire, and the interface a request to it leaves from; the
-    /// error is the answer the request gets when it cannot go there.
-    async fn destination(&self, hop: &NextHop) -> Result<(Destination, Arc<str>), Reply> {
+    /// Where a next hop is on the wire, the interface a request to it leaves from and, for a
+    /// flow, its connection; the error is the answer the request gets when it cannot go there.
+    async fn destination(&self, hop: &NextHop) -> Result<Route, Reply> {
         match hop {
             NextHop::Flow(token) => match self.transport.flow(token) {
-                Some(c) => Ok((Destination::Flow(*token), c.interface.clone())),
+                Some(c) => Ok(Route {
+                    dest: Destination::Flow(*token),
+                    interface: c.interface.clone(),
+                    flow: Some(c),
+                }),
                 None => Err(Reply::because(430, "the user's connection is gone")),
             },
             NextHop::Uri(uri) => {
@@ -790,14 +798,15 @@ impl<P: Policy> Proxy<P> {
                     .policy
                     .interface_towards(addr.ip())
                     .ok_or_else(|| Reply::because(503, format!("no interface reaches {addr}")))?;
-                Ok((
-                    Destination::Peer {
+                Ok(Route {
+                    dest: Destination::Peer {
                         interface: iface.clone(),
                         addr,
                         server_name: host,
                     },
-                    iface,
-                ))
+                    interface: iface,
+                    flow: None,
+                })
             }
         }
     }
@@ -910,38 +919,44 @@ impl<P: Policy> Proxy<P> {
         let Some(branch) = top.branch() else {
             return;
         };
-        // Only the peer a request went to may answer it (a branch is no secret from a
-        // client that sees the request's Via).
-        let from_elsewhere = |t: &ClientTxn| t.conn.as_ref().is_some_and(|c| !same_peer(c, &conn));
-        if lock(&self.clients).get(branch).is_some_and(from_elsewhere) {
-            return warn!(code, peer = %conn.identity.describe(), "response from a peer the request was not sent to; dropped");
-        }
-        let (key, ack) = if code < 200 {
+        let (key, ack) = {
             let mut clients = lock(&self.clients);
             let Some(t) = clients.get_mut(branch) else {
                 return debug!(code, "response matches no transaction here; dropped");
             };
-            t.provisional = true;
-            if t.method == Method::Invite {
-                // Timer C replaces Timer B once the INVITE is ringing.
-                t.timer.take().inspect(|&id| self.timers.clear(id));
-                t.timer = Some(
-                    self.timers
-                        .set(self.config.timer_c, Timeout::Client(branch.to_owned())),
-                );
+            // Only the peer a request went to may answer it (a branch is no secret from a
+            // client that sees the request's Via).
+            if t.conn.as_ref().is_some_and(|c| !same_peer(c, &conn)) {
+                let peer = conn.identity.describe();
+                return warn!(code, %peer, "response from a peer the request was not sent to; dropped");
             }
-            if code == 100 {
-                return;
+            if code < 200 {
+                t.provisional = true;
+                if t.method == Method::Invite {
+                    // Timer C replaces Timer B once the INVITE is ringing.
+                    t.timer.take().inspect(|&id| self.timers.clear(id));
+                    t.timer = Some(
+                        self.timers
+                            .set(self.config.timer_c, Timeout::Client(branch.to_owned())),
+                    );
+                }
+                if code == 100 {
+                    return;
+                }
+                (t.server_key.clone(), None)
+            } else {
+                let Some(t) = clients.remove(branch) else {
+                    return;
+                };
+                if let Some(id) = t.timer {
+                    self.timers.clear(id);
+                }
+                // The client transaction acknowledges a non-2xx final response itself
+                // (17.1.1.3).
+                let ack = (t.method == Method::Invite && code >= 300)
+                    .then(|| (derived_request(&t.request, Method::Ack, Some(&msg)), t.conn));
+                (t.server_key, ack)
             }
-            (t.server_key.clone(), None)
-        } else {
-            let Some(t) = self.close_client(branch) else {
-                return debug!(code, "response matches no transaction here; dropped");
-            };
-            // The client transaction acknowledges a non-2xx final response itself (17.1.1.3).
-            let ack = (t.method == Method::Invite && code >= 300)
-                .then(|| (derived_request(&t.request, Method::Ack, Some(&msg)), t.conn));
-            (t.server_key, ack)
         };
         if let Some((ack, Some(conn))) = ack {
             self.send_on(conn.flow, ack.to_bytes(), "ACK of a non-2xx")
@@ -1021,6 +1036,14 @@ impl<P: Policy> Proxy<P> {
     pub fn unsent(&self) -> u64 {
         self.unsent.load(Ordering::Relaxed)
     }
+}
+
+/// Where a forwarded request goes: the transport's destination, the interface it leaves
+/// from, and the connection when it goes down a flow.
+struct Route {
+    dest: Destination,
+    interface: Arc<str>,
+    flow: Option<Arc<ConnInfo>>,
 }
 
 /// Whether two connections reach the same peer: the same connection, or one proving the

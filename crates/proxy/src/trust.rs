@@ -18,6 +18,13 @@ const CLAIMS: [HeaderName; 2] = [
     HeaderName::PPreferredIdentity,
 ];
 
+/// The claims and a Path, which names proxies and never the sender itself (RFC 3327).
+const CLAIMS_AND_PATH: [HeaderName; 3] = [
+    HeaderName::PAssertedIdentity,
+    HeaderName::PPreferredIdentity,
+    HeaderName::Path,
+];
+
 /// The AOR a client's certificate proves, as a registrar keys it; `None` for a server peer.
 pub fn certificate_aor(conn: &ConnInfo) -> Option<String> {
     conn.identity
@@ -50,37 +57,50 @@ pub fn admit(
     conn: &ConnInfo,
     trusted: bool,
 ) -> Result<(), Reply> {
-    let Some(cert) = certificate_aor(conn) else {
+    if conn.identity.sip_aor().is_none() {
         if !trusted {
-            strip_claims(msg, method);
+            let claims: &[HeaderName] = if *method == Method::Register {
+                &CLAIMS_AND_PATH
+            } else {
+                &CLAIMS
+            };
+            msg.headers.remove_any(claims);
         }
         return Ok(());
-    };
+    }
     // (what is checked, the AOR it names): a REGISTER's To first, then From.
     let register = (*method == Method::Register).then_some(("REGISTER for", &checked.to));
     for (what, addr) in register.into_iter().chain([("From", &checked.from)]) {
-        let claimed = addr.sip_uri().map(SipUri::aor);
-        if claimed.as_deref() != Some(cert.as_str()) {
-            let claimed = claimed.unwrap_or_else(|| "a non-SIP URI".into());
+        if !acts_for_certificate(addr, conn) {
+            let claimed = addr
+                .sip_uri()
+                .map_or_else(|| "a non-SIP URI".into(), SipUri::aor);
+            let cert = certificate_aor(conn).unwrap_or_default();
             return Err(Reply::because(
                 403,
                 format!("{what} {claimed}, but the client certificate is {cert}"),
             ));
         }
     }
-    strip_claims(msg, method);
-    msg.headers.remove_all(&HeaderName::Path);
+    msg.headers.remove_any(&CLAIMS_AND_PATH);
     Ok(())
 }
 
-/// Removes the identity claims (and a REGISTER's Path) of a peer that may not make them.
-fn strip_claims(msg: &mut Message, method: &Method) {
-    for name in &CLAIMS {
-        msg.headers.remove_all(name);
+/// Whether `addr` names the AOR of the client certificate of `conn`. The certificate's URI
+/// as written is compared first, which is what a client sends: no allocation per request;
+/// only a mismatch compares the canonical forms (escapes decoded, host case folded).
+fn acts_for_certificate(addr: &NameAddr, conn: &ConnInfo) -> bool {
+    let Some(uri) = addr.sip_uri() else {
+        return false;
+    };
+    let written = conn.identity.sip_aor().and_then(|a| a.split_once('@'));
+    if let (Some((user, host)), Some(u)) = (written, &uri.user)
+        && u == user
+        && matches!(&uri.host, siplab_sip::Host::Name(h) if h == host)
+    {
+        return true;
     }
-    if *method == Method::Register {
-        msg.headers.remove_all(&HeaderName::Path);
-    }
+    certificate_aor(conn).is_some_and(|cert| uri.aor() == cert)
 }
 
 #[cfg(test)]

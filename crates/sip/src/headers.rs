@@ -275,8 +275,13 @@ impl Headers {
 
     /// Removes every line of this name; returns how many were removed.
     pub fn remove_all(&mut self, name: &HeaderName) -> usize {
+        self.remove_any(std::slice::from_ref(name))
+    }
+
+    /// Removes every line of any of these names in one pass; returns how many were removed.
+    pub fn remove_any(&mut self, names: &[HeaderName]) -> usize {
         let before = self.lines.len();
-        self.lines.retain(|h| h.name != *name);
+        self.lines.retain(|h| !names.contains(&h.name));
         before - self.lines.len()
     }
 
