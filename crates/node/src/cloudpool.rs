@@ -1,50 +1,37 @@
 //! The cloud pool (CP): registrar and home server of every cloud-hosted user of every
 //! tenant, reached only through the cloud edge.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::IpAddr;
 
 use siplab_proxy::{
-    Decision, Forward, Inbound, NOT_SIP_URI, NextHop, Policy, REGISTER_TO_NOT_SIP, Reply,
+    Decision, Forward, Inbound, NOT_SIP_URI, Policy, REGISTER_TO_NOT_SIP, Reach, Reply, Why,
 };
-use siplab_sip::{HeaderName, Host, Method, SipUri};
+use siplab_sip::{Aor, HeaderName, Host, Method, SipUri};
 use siplab_topology::Lab;
 use siplab_transport::ConnInfo;
 
-use siplab_dns::discovery::LabResolver;
+use crate::roles::{HomeEdge, home_user};
 
 pub struct CloudPool {
     lab: Lab,
     node: String,
-    /// The cloud edge's internal interface: the pool's only way in and out.
-    edge: SipUri,
-    /// The cloud edge's certificate names, which assert its clients' identities, and this
-    /// node's interface facing it: the only one assertions are taken on.
-    edge_names: Vec<String>,
-    facing_edge: Arc<str>,
-    resolver: LabResolver,
+    /// The cloud edge: the pool's only way in and out, and the only peer that asserts its
+    /// clients' identities.
+    edge: HomeEdge,
 }
 
 impl CloudPool {
-    pub fn new(lab: &Lab, node: &str) -> Option<CloudPool> {
-        let n = lab.node(node)?;
-        let ours = lab.interfaces_of(node).next()?;
-        let edge = lab.node(n.edge.as_ref()?.as_str())?;
-        let edge_if = lab
-            .interfaces_of(edge.name.as_str())
-            .find(|i| i.network == ours.network)?;
-        Some(CloudPool {
-            edge: SipUri::new(
-                None,
-                Host::Name(edge_if.fqdns.first()?.clone()),
-                edge_if.ports.sip,
-            ),
-            edge_names: edge_if.fqdns.clone(),
-            facing_edge: Arc::from(ours.name.as_str()),
-            resolver: LabResolver::for_source(lab, ours.ip()).ok()?,
+    pub fn new(lab: &Lab, node: &str) -> Result<CloudPool, crate::NodeError> {
+        Ok(CloudPool {
+            edge: HomeEdge::of(lab, node)?,
             node: node.to_owned(),
             lab: lab.clone(),
         })
+    }
+
+    /// The address whose DNS view this node resolves in.
+    pub fn dns_source(&self) -> IpAddr {
+        self.edge.source
     }
 
     fn is_home(&self, aor: &str) -> bool {
@@ -53,24 +40,8 @@ impl CloudPool {
             .is_some_and(|u| u.home.as_str() == self.node)
     }
 
-    /// A hosted user: delivered through the cloud edge along its Path when signed in.
-    fn deliver(&self, req: &Inbound<'_>, aor: &str) -> Decision {
-        if !self.is_home(aor) {
-            return Decision::Reply(Reply::because(404, format!("no hosted user {aor}")));
-        }
-        if req.for_home_server() {
-            return Decision::Presence {
-                aor: aor.to_owned(),
-            };
-        }
-        match req.location.lookup(aor) {
-            Some(b) => Decision::forward(b.forward()),
-            None => Decision::Reply(Reply::because(480, format!("{aor} is not signed in"))),
-        }
-    }
-
     /// The identity the cloud edge asserted for a request from one of its clients.
-    fn asserted(&self, req: &Inbound<'_>) -> Option<String> {
+    fn asserted(&self, req: &Inbound<'_>) -> Option<Aor> {
         if !self.trusts_assertion(req.conn) {
             return None;
         }
@@ -80,11 +51,8 @@ impl CloudPool {
 }
 
 impl Policy for CloudPool {
-    async fn route(&self, req: &Inbound<'_>) -> Decision {
-        if let Some(routed) = req.routed() {
-            return routed;
-        }
-        if let Some(in_dialog) = req.to_registered_contact(|h| self.lab.domain(h).is_some()) {
+    async fn route<R: Reach>(&self, req: &Inbound<'_>, reach: &R) -> Decision {
+        if let Some(in_dialog) = req.in_dialog(|h| self.lab.domain(h).is_some()) {
             return in_dialog;
         }
         let Some(ruri) = req.request_uri() else {
@@ -93,8 +61,8 @@ impl Policy for CloudPool {
         let method = req.msg.method().unwrap_or(Method::Options);
         if ruri.user.is_none() && self.lab.domain(&ruri.host.to_string()).is_none() {
             return match method {
-                Method::Options => Decision::Local,
-                _ => Decision::Reply(Reply::because(404, "this is the cloud pool, not a user")),
+                Method::Options => Decision::reply(Why::ThisNode, Reply::capabilities()),
+                _ => Decision::refuse(404, "this is the cloud pool, not a user"),
             };
         }
         if method == Method::Register {
@@ -102,53 +70,136 @@ impl Policy for CloudPool {
                 return Decision::bad_request(REGISTER_TO_NOT_SIP);
             };
             return match self.lab.user(&aor) {
-                None => Decision::Reply(Reply::because(404, format!("no user {aor}"))),
+                None => Decision::refuse(404, format!("no user {aor}")),
                 Some(_) if !self.is_home(&aor) => {
-                    Decision::Reply(Reply::because(403, format!("{aor} is not hosted here")))
+                    Decision::refuse(403, format!("{aor} is not hosted here"))
                 }
-                Some(_) => Decision::Register { aor },
+                Some(_) => Decision::register(aor),
             };
         }
+        // Section 5: its own users are delivered here, to a sender of another tenant only
+        // when it came from outside (federation or a hybrid partner, through the cloud
+        // edge); everyone else a cloud user writes to is reached through the sender's
+        // tenant's on-prem edge, the hybrid partner (rows 5 to 8 and 15 to 17).
         let target = ruri.aor();
-        match self.asserted(req) {
-            // From one of our own clients: a user of the sender's own tenant who is hosted
-            // here is delivered here; everyone else is reached through the sender's tenant's
-            // on-prem edge, the hybrid partner (rows 5 to 8 and 15 to 17).
-            Some(sender) => {
-                let sender_domain = sender.split_once('@').map_or("", |(_, d)| d).to_owned();
-                if ruri.host.to_string() == sender_domain && self.is_home(&target) {
-                    return self.deliver(req, &target);
-                }
-                match crate::federation(&self.resolver, &sender_domain).await {
-                    Ok((host, port)) => {
-                        let mut f = Forward::to(NextHop::Uri(self.edge.clone()));
-                        f.routes
-                            .push(format!("<sip:{host}:{port};transport=tls;lr>"));
-                        Decision::forward(f)
-                    }
-                    Err(e) => Decision::Reply(Reply::because(
-                        404,
-                        format!("no on-prem edge for {sender_domain}: {e}"),
-                    )),
-                }
+        let sender = self.asserted(req);
+        let host = ruri.host.to_string();
+        if self.is_home(&target) && sender.as_ref().is_none_or(|s| s.domain() == host) {
+            return home_user(req, target);
+        }
+        let Some(sender) = sender else {
+            return Decision::refuse(404, format!("no hosted user {target}"));
+        };
+        let tenant = sender.domain();
+        match reach.federation(tenant).await {
+            Ok((host, port)) => {
+                let partner = SipUri::tls(None, Host::named(&host), Some(port));
+                Decision::forward(
+                    Why::HybridPartner,
+                    Forward::preloaded(self.edge.uri.clone(), partner),
+                )
             }
-            // From federation or a hybrid partner, through the cloud edge: for our users.
-            None => self.deliver(req, &target),
+            Err(e) => Decision::refuse(404, format!("no on-prem edge for {tenant}: {e}")),
         }
     }
 
     fn trusts_assertion(&self, conn: &ConnInfo) -> bool {
-        *conn.interface == *self.facing_edge
-            && self.edge_names.iter().any(|n| conn.identity.names_host(n))
+        self.edge.trusted.is(conn)
     }
+}
 
-    async fn resolve(&self, host: &str, port: Option<u16>) -> Result<SocketAddr, String> {
-        crate::resolve_sip(&self.resolver, host, port).await
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roles::testing::{Case, Expect, lab, run_table};
 
-    fn interface_towards(&self, ip: IpAddr) -> Option<Arc<str>> {
-        self.lab
-            .interface_towards(&self.node, ip)
-            .map(|i| Arc::from(i.name.as_str()))
+    /// One row per reason of section 5 (and per refusal) the cloud pool gives.
+    #[tokio::test]
+    async fn routes_by_section_5() {
+        let lab = lab();
+        let cp = CloudPool::new(&lab, "CP").unwrap();
+        let ce = "sipedge01.infra.lync.test";
+        let from_ce = |from| Case::new("").by_peer(ce, "CP", from);
+        let rows = [
+            (
+                "a cloud user to a signed-in cloud user of its tenant",
+                from_ce("bella@contoso.test")
+                    .asserted("bella@contoso.test")
+                    .request("MESSAGE", "sip:ben@contoso.test")
+                    .registered("ben@contoso.test")
+                    .expect(Why::HomeUser, Expect::Flow),
+            ),
+            (
+                "a cloud user to a cloud user of its tenant, not signed in",
+                from_ce("bella@contoso.test")
+                    .asserted("bella@contoso.test")
+                    .request("MESSAGE", "sip:ben@contoso.test")
+                    .expect(Why::Refused, Expect::Status(480)),
+            ),
+            (
+                "a cloud user to an on-prem user of its tenant: the hybrid partner",
+                from_ce("bella@contoso.test")
+                    .asserted("bella@contoso.test")
+                    .request("MESSAGE", "sip:alice@contoso.test")
+                    .expect(Why::HybridPartner, Expect::Through(ce, "sip.contoso.test")),
+            ),
+            (
+                "a cloud user to a cloud user of another tenant: its own hybrid partner",
+                from_ce("bella@contoso.test")
+                    .asserted("bella@contoso.test")
+                    .request("MESSAGE", "sip:berta@fabrikam.test")
+                    .expect(Why::HybridPartner, Expect::Through(ce, "sip.contoso.test")),
+            ),
+            (
+                "from federation, through the cloud edge: to a cloud user",
+                from_ce("anna@fabrikam.test")
+                    .request("MESSAGE", "sip:bella@contoso.test")
+                    .registered("bella@contoso.test")
+                    .expect(Why::HomeUser, Expect::Flow),
+            ),
+            (
+                "from federation, to a user not hosted here",
+                from_ce("anna@fabrikam.test")
+                    .request("MESSAGE", "sip:alice@contoso.test")
+                    .expect(Why::Refused, Expect::Status(404)),
+            ),
+            (
+                "an assertion on the wrong interface is no identity",
+                Case::new("")
+                    .by_peer(ce, "outside", "bella@contoso.test")
+                    .asserted("bella@contoso.test")
+                    .request("MESSAGE", "sip:alice@contoso.test")
+                    .expect(Why::Refused, Expect::Status(404)),
+            ),
+            (
+                "REGISTER of a cloud user",
+                from_ce("bella@contoso.test")
+                    .asserted("bella@contoso.test")
+                    .request("REGISTER", "sip:contoso.test")
+                    .to("bella@contoso.test")
+                    .expect(Why::Registrar, Expect::Register("bella@contoso.test")),
+            ),
+            (
+                "REGISTER of an on-prem user",
+                from_ce("alice@contoso.test")
+                    .request("REGISTER", "sip:contoso.test")
+                    .to("alice@contoso.test")
+                    .expect(Why::Refused, Expect::Status(403)),
+            ),
+            (
+                "SUBSCRIBE to a cloud user",
+                from_ce("anna@fabrikam.test")
+                    .request("SUBSCRIBE", "sip:bella@contoso.test")
+                    .expect(Why::PresenceServer, Expect::Presence("bella@contoso.test")),
+            ),
+            (
+                "OPTIONS to the pool itself",
+                from_ce("anna@fabrikam.test")
+                    .request("OPTIONS", "sip:sippool01.infra.lync.test")
+                    .expect(Why::ThisNode, Expect::Status(200)),
+            ),
+        ];
+        let table: Vec<Case> = rows.into_iter().map(|(what, c)| c.named(what)).collect();
+        run_table(&cp, &table).await;
     }
 }

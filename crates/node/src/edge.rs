@@ -2,46 +2,57 @@
 //! internal interface towards its inside (the front end, the cloud pool) and an external
 //! one for clients on the internet (443) and for federation (5061).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use siplab_proxy::{
-    Decision, Forward, Inbound, NOT_SIP_URI, NextHop, Policy, Reply, asserted_identity,
+    Decision, Forward, Inbound, NOT_SIP_URI, NextHop, Policy, Reach, Reply, Why, asserted_identity,
     certificate_aor,
 };
 use siplab_sip::{HeaderName, Host, Method, SipUri};
 use siplab_topology::{Lab, Role};
 use siplab_transport::ConnInfo;
 
-use siplab_dns::discovery::LabResolver;
+use crate::roles::{Lacks, TrustedPeer};
 
 pub struct Edge {
     lab: Lab,
-    node: String,
     /// The cloud edge trusts a company's on-prem edge for its tenant's users (hybrid).
     cloud: bool,
     /// Where clients and accepted federation go: the front end, or the cloud pool.
     inside: SipUri,
-    /// The inside node's certificate names: requests from it go out.
-    inside_names: Vec<String>,
+    /// The inside node's certificate names (requests from it go out), and the interface
+    /// facing it: the only one the inside's assertions are taken on.
+    inside_peer: TrustedPeer,
     inside_ip: IpAddr,
-    /// The interface facing the inside: the only one the inside's assertions are taken on.
-    internal: Arc<str>,
     /// An on-prem edge's SIP domain and the hosting provider that serves its cloud users.
     domain: Option<String>,
     /// Its proxy FQDN and SIP port (section 5: "its configured proxy FQDN").
     hosting_provider: Option<(String, u16)>,
-    resolver: LabResolver,
+    /// The internal interface's address, whose DNS view the node resolves in.
+    source: IpAddr,
 }
 
 impl Edge {
-    pub fn new(lab: &Lab, node: &str) -> Option<Edge> {
-        let n = lab.node(node)?;
-        let inside = n.frontend.as_ref()?;
-        let inside_if = lab.interfaces_of(inside.as_str()).next()?;
+    pub fn new(lab: &Lab, node: &str) -> Result<Edge, crate::NodeError> {
+        let lacks = Lacks(node);
+        let n = lab.node(node).ok_or_else(|| lacks.what("a node entry"))?;
+        let inside = n
+            .frontend
+            .as_ref()
+            .ok_or_else(|| lacks.what("an inside node (front end or cloud pool)"))?;
+        let inside_if = lab
+            .interfaces_of(inside.as_str())
+            .next()
+            .ok_or_else(|| lacks.what(&format!("an interface of its inside node {inside}")))?;
         let internal = lab
             .interfaces_of(node)
-            .find(|i| i.network == inside_if.network)?;
+            .find(|i| i.network == inside_if.network)
+            .ok_or_else(|| lacks.what(&format!("an interface on {inside}'s network")))?;
+        let inside_fqdn = inside_if
+            .fqdns
+            .first()
+            .ok_or_else(|| lacks.what(&format!("an FQDN of {}", inside_if.name)))?;
         let domain = n.domain.clone();
         let hosting_provider = domain.as_deref().and_then(|d| lab.domain(d)).map(|d| {
             let port = lab
@@ -52,28 +63,28 @@ impl Edge {
                 .unwrap_or(5061);
             (d.hosting_provider.clone(), port)
         });
-        Some(Edge {
+        Ok(Edge {
             cloud: n.role == Role::CloudEdge,
-            inside: SipUri::new(
-                None,
-                Host::Name(inside_if.fqdns.first()?.clone()),
-                inside_if.ports.sip,
-            ),
-            inside_names: inside_if.fqdns.clone(),
+            inside: SipUri::new(None, Host::named(inside_fqdn), inside_if.ports.sip),
+            inside_peer: TrustedPeer {
+                interface: Arc::from(internal.name.as_str()),
+                names: inside_if.fqdns.clone(),
+            },
             inside_ip: inside_if.ip(),
-            internal: Arc::from(internal.name.as_str()),
+            source: internal.ip(),
             domain,
             hosting_provider,
-            resolver: LabResolver::for_source(lab, internal.ip()).ok()?,
-            node: node.to_owned(),
             lab: lab.clone(),
         })
     }
 
+    /// The address whose DNS view this node resolves in.
+    pub fn dns_source(&self) -> IpAddr {
+        self.source
+    }
+
     fn is_inside(&self, conn: &ConnInfo) -> bool {
-        self.inside_names
-            .iter()
-            .any(|n| conn.identity.names_host(n))
+        self.inside_peer.names_peer(conn)
     }
 
     /// Section 7: a federated request is accepted when the peer's certificate names the
@@ -81,18 +92,13 @@ impl Edge {
     /// configured hosting provider of that domain. The cloud edge also accepts a company's
     /// on-prem edge carrying a request for one of its tenant's users (the hybrid partner of
     /// the To domain, as in rows 13 and 17).
-    async fn check_federation(&self, req: &Inbound<'_>) -> Result<(), String> {
+    async fn check_federation(&self, req: &Inbound<'_>, reach: &impl Reach) -> Result<(), String> {
         let domain_of = |n: Result<siplab_sip::NameAddr, _>| {
             n.ok().and_then(|a| a.sip_uri().map(|u| u.host.to_string()))
         };
         let from = domain_of(req.msg.from()).ok_or("no From domain")?;
         let peer = &req.conn.identity;
-        let edge_of = async |d: &str| {
-            crate::federation(&self.resolver, d)
-                .await
-                .ok()
-                .map(|(host, _)| host)
-        };
+        let edge_of = async |d: &str| reach.federation(d).await.ok().map(|(host, _)| host);
         if edge_of(&from).await.is_some_and(|h| peer.names_host(&h)) {
             return Ok(());
         }
@@ -119,7 +125,11 @@ impl Edge {
     /// Whether a Route names the inside node (the front end, the cloud pool).
     fn is_inside_uri(&self, uri: &SipUri) -> bool {
         match &uri.host {
-            Host::Name(n) => self.inside_names.iter().any(|i| i.eq_ignore_ascii_case(n)),
+            Host::Name(n) => self
+                .inside_peer
+                .names
+                .iter()
+                .any(|i| i.eq_ignore_ascii_case(n)),
             Host::Ip(ip) => *ip == self.inside_ip,
         }
     }
@@ -128,39 +138,37 @@ impl Edge {
     /// request with the identity its certificate proves (the core has checked that From is
     /// that identity and removed every claim the client wrote), and for a REGISTER this
     /// edge's Path with the flow token of the client's connection (RFC 3327, RFC 5626).
-    fn inward(&self, req: &Inbound<'_>, next: SipUri) -> Decision {
+    fn inward(&self, req: &Inbound<'_>, why: Why, next: SipUri) -> Decision {
         let mut f = Forward::to(NextHop::Uri(next));
-        if let Some(id) = certificate_aor(req.conn)
-            .as_deref()
-            .and_then(asserted_identity)
-        {
-            f.set.push((HeaderName::PAssertedIdentity, id));
+        if let Some(aor) = certificate_aor(req.conn) {
+            f.set
+                .push((HeaderName::PAssertedIdentity, asserted_identity(&aor)));
             f.add_path = req.msg.method() == Some(Method::Register);
         }
-        Decision::forward(f)
+        Decision::forward(why, f)
     }
 
     /// Out to another domain's edge or the hosting provider, with it as a pre-loaded Route
     /// (RFC 3261 8.1.2), and without identities asserted inside (RFC 3325 section 5).
-    fn outward(&self, host: String, port: u16) -> Decision {
-        let target = SipUri::new(None, Host::Name(host), Some(port));
-        let mut f = Forward::to(NextHop::Uri(target.clone()));
-        f.routes.push(format!("<{target};transport=tls;lr>"));
+    fn outward(&self, why: Why, host: &str, port: u16) -> Decision {
+        let target = SipUri::new(None, Host::named(host), Some(port));
+        let route = SipUri::tls(None, Host::named(host), Some(port));
+        let mut f = Forward::preloaded(target, route);
         f.remove.push(HeaderName::PAssertedIdentity);
-        Decision::forward(f)
+        Decision::forward(why, f)
     }
 }
 
 impl Policy for Edge {
-    async fn route(&self, req: &Inbound<'_>) -> Decision {
+    async fn route<R: Reach>(&self, req: &Inbound<'_>, reach: &R) -> Decision {
         let from_client = req.from_client();
         let from_inside = !from_client && self.is_inside(req.conn);
         // Anything from another server outside is checked before it may go anywhere.
         if !from_client
             && !from_inside
-            && let Err(why) = self.check_federation(req).await
+            && let Err(why) = self.check_federation(req, reach).await
         {
-            return Decision::Reply(Reply::because(403, why));
+            return Decision::untrusted(why);
         }
         if from_inside {
             // On along its route set (out, or down the client flow our Path or Record-Route
@@ -170,51 +178,42 @@ impl Policy for Edge {
                 if !self.is_inside_uri(next) {
                     f.remove.push(HeaderName::PAssertedIdentity);
                 }
-                return Decision::forward(f);
+                return Decision::forward(Why::RouteSet, f);
             }
             if let Some(flow) = req.route_flow {
-                return Decision::to(NextHop::Flow(flow));
+                return Decision::to(Why::ClientFlow, NextHop::Flow(flow));
             }
         } else {
             // From outside, a route set leads only inwards: the edge is the wall, and no
             // Route a client or a federation peer writes goes round it.
             if req.route_flow.is_some() {
-                return Decision::Reply(Reply::because(
-                    403,
+                return Decision::untrusted(
                     "a request from outside may not be routed to a client's connection",
-                ));
+                );
             }
             if let Some(next) = &req.next_route {
                 if !self.is_inside_uri(next) {
-                    return Decision::Reply(Reply::because(
-                        403,
-                        format!(
-                            "a request from outside is routed only to {}, not to {next}",
-                            self.inside
-                        ),
+                    return Decision::untrusted(format!(
+                        "a request from outside is routed only to {}, not to {next}",
+                        self.inside
                     ));
                 }
-                return self.inward(req, next.clone());
+                return self.inward(req, Why::RouteSet, next.clone());
             }
+        }
+        if req.for_this_node {
+            return match req.msg.method() {
+                Some(Method::Options) => Decision::reply(Why::ThisNode, Reply::capabilities()),
+                _ => Decision::refuse(404, "this is the edge, not a user"),
+            };
         }
         let Some(ruri) = req.request_uri() else {
             return Decision::bad_request(NOT_SIP_URI);
         };
-        let is_own = |h: &Host| {
-            self.lab
-                .interfaces_of(&self.node)
-                .any(|i| i.fqdns.iter().any(|f| Host::Name(f.clone()) == *h))
-        };
-        if ruri.user.is_none() && is_own(&ruri.host) {
-            return match req.msg.method() {
-                Some(Method::Options) => Decision::Local,
-                _ => Decision::Reply(Reply::because(404, "this is the edge, not a user")),
-            };
-        }
         if !from_inside {
             // A client signed in through us, or accepted federation: to the inside, which
             // knows its users.
-            return self.inward(req, self.inside.clone());
+            return self.inward(req, Why::Inward, self.inside.clone());
         }
         // From the inside, out: the company's own users that reach the edge are hosted in
         // the cloud (shared address space); other domains are federation.
@@ -222,28 +221,101 @@ impl Policy for Edge {
         if self.domain.as_deref() == Some(domain.as_str())
             && let Some((hp, port)) = &self.hosting_provider
         {
-            return self.outward(hp.clone(), *port);
+            return self.outward(Why::HostingProvider, hp, *port);
         }
-        match crate::federation(&self.resolver, &domain).await {
-            Ok((host, port)) => self.outward(host, port),
-            Err(e) => Decision::Reply(Reply::because(
-                404,
-                format!("no federation route to {domain}: {e}"),
-            )),
+        match reach.federation(&domain).await {
+            Ok((host, port)) => self.outward(Why::Federation, &host, port),
+            Err(e) => Decision::refuse(404, format!("no federation route to {domain}: {e}")),
         }
     }
 
     fn trusts_assertion(&self, conn: &ConnInfo) -> bool {
-        *conn.interface == *self.internal && self.is_inside(conn)
+        self.inside_peer.is(conn)
     }
+}
 
-    async fn resolve(&self, host: &str, port: Option<u16>) -> Result<SocketAddr, String> {
-        crate::resolve_sip(&self.resolver, host, port).await
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roles::testing::{Case, Expect, lab, run_table};
 
-    fn interface_towards(&self, ip: IpAddr) -> Option<Arc<str>> {
-        self.lab
-            .interface_towards(&self.node, ip)
-            .map(|i| Arc::from(i.name.as_str()))
+    /// One row per reason of section 5 and per refusal of section 7 the edge E1 gives.
+    #[tokio::test]
+    async fn routes_by_sections_5_and_7() {
+        let lab = lab();
+        let e1 = Edge::new(&lab, "E1").unwrap();
+        let r1 = "fe01.contoso.test";
+        let table = [
+            Case::new("from a client outside: to the inside")
+                .by_client("alice@contoso.test")
+                .request("MESSAGE", "sip:anna@fabrikam.test")
+                .expect(Why::Inward, Expect::To(r1)),
+            Case::new("from an accepted federation peer: to the inside")
+                .by_peer("sip.fabrikam.test", "E1x", "anna@fabrikam.test")
+                .request("MESSAGE", "sip:alice@contoso.test")
+                .expect(Why::Inward, Expect::To(r1)),
+            Case::new("from a federation peer that is not the From domain's edge")
+                .by_peer("sip.fabrikam.test", "E1x", "tina@tailspin.test")
+                .request("MESSAGE", "sip:alice@contoso.test")
+                .expect(Why::Untrusted, Expect::Status(403)),
+            Case::new("from inside, another domain: its _sipfederationtls edge")
+                .by_peer(r1, "E1i", "alice@contoso.test")
+                .request("MESSAGE", "sip:anna@fabrikam.test")
+                .expect(
+                    Why::Federation,
+                    Expect::Through("sip.fabrikam.test", "sip.fabrikam.test"),
+                ),
+            Case::new("from inside, a cloud user of the domain: the hosting provider")
+                .by_peer(r1, "E1i", "alice@contoso.test")
+                .request("MESSAGE", "sip:bella@contoso.test")
+                .expect(
+                    Why::HostingProvider,
+                    Expect::Through("sipfed.online.lync.test", "sipfed.online.lync.test"),
+                ),
+            Case::new("from inside, a domain without a federation record")
+                .by_peer(r1, "E1i", "alice@contoso.test")
+                .request("MESSAGE", "sip:tina@nowhere.test")
+                .expect(Why::Refused, Expect::Status(404)),
+            Case::new("from inside, along the route set")
+                .by_peer(r1, "E1i", "alice@contoso.test")
+                .request("BYE", "sip:anna@fabrikam.test")
+                .next_route("sip:sip.fabrikam.test:5061;lr")
+                .expect(Why::RouteSet, Expect::To("sip.fabrikam.test")),
+            Case::new("from inside, down the client flow our Path named")
+                .by_peer(r1, "E1i", "anna@fabrikam.test")
+                .request("MESSAGE", "sip:alice@127.0.0.1:5061")
+                .route_flow()
+                .expect(Why::ClientFlow, Expect::Flow),
+            Case::new("from outside, along a route set to the inside")
+                .by_client("alice@contoso.test")
+                .request("BYE", "sip:anna@fabrikam.test")
+                .next_route("sip:fe01.contoso.test:5061;lr")
+                .expect(Why::RouteSet, Expect::To(r1)),
+            Case::new("from outside, a Route leading anywhere but the inside")
+                .by_client("alice@contoso.test")
+                .request("MESSAGE", "sip:anna@fabrikam.test")
+                .next_route("sip:sip.fabrikam.test:5061;lr")
+                .expect(Why::Untrusted, Expect::Status(403)),
+            Case::new("from outside, a Route naming another client's flow")
+                .by_client("alice@contoso.test")
+                .request("MESSAGE", "sip:adam@contoso.test")
+                .route_flow()
+                .expect(Why::Untrusted, Expect::Status(403)),
+            Case::new("OPTIONS to the edge itself")
+                .by_client("alice@contoso.test")
+                .request("OPTIONS", "sip:sip.contoso.test")
+                .for_this_node()
+                .expect(Why::ThisNode, Expect::Status(200)),
+            Case::new("MESSAGE to the edge itself")
+                .by_client("alice@contoso.test")
+                .request("MESSAGE", "sip:sip.contoso.test")
+                .for_this_node()
+                .expect(Why::Refused, Expect::Status(404)),
+        ];
+        run_table(&e1, &table).await;
+        // Assertions are taken only from the inside, on the interface facing it.
+        let inside = |interface| crate::roles::testing::peer_conn(r1, interface);
+        assert!(e1.trusts_assertion(&inside("E1i")));
+        assert!(!e1.trusts_assertion(&inside("E1x")));
     }
 }

@@ -1,65 +1,58 @@
 //! The front end (R1, R2): registrar and home server of its company's on-premises users.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::IpAddr;
 
-use siplab_proxy::{Decision, Inbound, NOT_SIP_URI, NextHop, Policy, REGISTER_TO_NOT_SIP, Reply};
-use siplab_sip::{HeaderName, Host, Method, SipUri};
+use siplab_proxy::{
+    Decision, Inbound, NOT_SIP_URI, NextHop, Policy, REGISTER_TO_NOT_SIP, Reach, Reply, Why,
+};
+use siplab_sip::{HeaderName, Host, Method, NameAddr, SipUri, Uri};
 use siplab_topology::{Lab, UserClass};
 use siplab_transport::ConnInfo;
 
-use siplab_dns::discovery::LabResolver;
+use crate::roles::{HomeEdge, Lacks, home_user};
 
 pub struct FrontEnd {
     lab: Lab,
     node: String,
     domain: String,
-    /// The edge's internal interface: everything not delivered here leaves through it.
-    edge: SipUri,
-    /// The edge's certificate names, which may assert identities (P-Asserted-Identity).
-    edge_names: Vec<String>,
-    /// This node's interface on the edge's network: the only one assertions are taken on.
-    facing_edge: Arc<str>,
+    /// Its edge: everything not delivered here leaves through it, and only it asserts.
+    edge: HomeEdge,
     /// The 301 Contact for cloud-hosted users.
     cloud_redirect: String,
-    resolver: LabResolver,
 }
 
 impl FrontEnd {
-    pub fn new(lab: &Lab, node: &str) -> Option<FrontEnd> {
-        let n = lab.node(node)?;
-        let domain = n.domain.clone()?;
-        let edge = lab.node(n.edge.as_ref()?.as_str())?;
-        let ours = lab.interfaces_of(node).next()?;
-        // The edge interface on the front end's own network is the way out.
-        let edge_if = lab
-            .interfaces_of(edge.name.as_str())
-            .find(|i| i.network == ours.network)?;
-        let edge_fqdn = edge_if.fqdns.first()?.clone();
-        let port = edge_if.ports.sip.unwrap_or(5061);
-        Some(FrontEnd {
-            edge: SipUri::new(None, Host::Name(edge_fqdn.clone()), Some(port)),
-            edge_names: edge_if.fqdns.clone(),
-            facing_edge: Arc::from(ours.name.as_str()),
-            cloud_redirect: format!("<{}>", n.cloud_redirect.as_ref()?.uri()),
-            resolver: LabResolver::for_source(lab, ours.ip()).ok()?,
+    pub fn new(lab: &Lab, node: &str) -> Result<FrontEnd, crate::NodeError> {
+        let lacks = Lacks(node);
+        let n = lab.node(node).ok_or_else(|| lacks.what("a node entry"))?;
+        let domain = n.domain.clone().ok_or_else(|| lacks.what("a SIP domain"))?;
+        let redirect = n
+            .cloud_redirect
+            .as_ref()
+            .ok_or_else(|| lacks.what("a cloud redirect (the hosting provider)"))?;
+        let home = SipUri::tls(None, Host::named(&redirect.host), Some(redirect.port));
+        Ok(FrontEnd {
+            edge: HomeEdge::of(lab, node)?,
+            cloud_redirect: NameAddr::new(Uri::Sip(home)).to_string(),
             domain,
             node: node.to_owned(),
             lab: lab.clone(),
         })
     }
 
-    fn to_edge(&self) -> Decision {
-        Decision::to(NextHop::Uri(self.edge.clone()))
+    /// The address whose DNS view this node resolves in.
+    pub fn dns_source(&self) -> IpAddr {
+        self.edge.source
+    }
+
+    fn to_edge(&self, why: Why) -> Decision {
+        Decision::to(why, NextHop::Uri(self.edge.uri.clone()))
     }
 }
 
 impl Policy for FrontEnd {
-    async fn route(&self, req: &Inbound<'_>) -> Decision {
-        if let Some(routed) = req.routed() {
-            return routed;
-        }
-        if let Some(in_dialog) = req.to_registered_contact(|h| self.lab.domain(h).is_some()) {
+    async fn route<R: Reach>(&self, req: &Inbound<'_>, _reach: &R) -> Decision {
+        if let Some(in_dialog) = req.in_dialog(|h| self.lab.domain(h).is_some()) {
             return in_dialog;
         }
         let Some(ruri) = req.request_uri() else {
@@ -69,67 +62,130 @@ impl Policy for FrontEnd {
         let host = ruri.host.to_string();
         if ruri.user.is_none() && host != self.domain {
             return match method {
-                Method::Options => Decision::Local,
-                _ => Decision::Reply(Reply::because(
-                    404,
-                    format!("{host} is this server, not a user"),
-                )),
+                Method::Options => Decision::reply(Why::ThisNode, Reply::capabilities()),
+                _ => Decision::refuse(404, format!("{host} is this server, not a user")),
             };
         }
         if method == Method::Register {
-            let Ok(to) = req.msg.to() else {
-                return Decision::bad_request(REGISTER_TO_NOT_SIP);
-            };
-            let Some(aor) = to.sip_uri().map(SipUri::aor) else {
+            let Some(aor) = req.msg.to().ok().and_then(|t| t.sip_uri().map(SipUri::aor)) else {
                 return Decision::bad_request(REGISTER_TO_NOT_SIP);
             };
             return match self.lab.user(&aor) {
                 _ if host != self.domain => {
-                    Decision::Reply(Reply::because(403, format!("{host} is not served here")))
+                    Decision::refuse(403, format!("{host} is not served here"))
                 }
-                None => Decision::Reply(Reply::because(404, format!("no user {aor}"))),
+                None => Decision::refuse(404, format!("no user {aor}")),
                 // A cloud-hosted user is told where its home is (section 4).
-                Some(u) if u.class == UserClass::B => Decision::Reply(
+                Some(u) if u.class == UserClass::B => Decision::reply(
+                    Why::CloudRedirect,
                     Reply::because(301, format!("{aor} is homed in the cloud"))
                         .with(HeaderName::Contact, self.cloud_redirect.clone()),
                 ),
-                Some(_) => Decision::Register { aor },
+                Some(_) => Decision::register(aor),
             };
         }
-        let aor = ruri.aor();
-        if host == self.domain {
-            match self.lab.user(&aor) {
-                None => Decision::Reply(Reply::because(404, format!("no user {aor}"))),
-                // Its own users: directly, or through the edge's Path, down their own flow.
-                // Its presence is answered here, never by the user's client.
-                Some(u) if u.home.as_str() == self.node && req.for_home_server() => {
-                    Decision::Presence { aor }
-                }
-                Some(u) if u.home.as_str() == self.node => match req.location.lookup(&aor) {
-                    Some(b) => Decision::forward(b.forward()),
-                    None => Decision::Reply(Reply::because(480, format!("{aor} is not signed in"))),
-                },
-                // Shared SIP address space: the user is homed in the cloud, reached via the edge.
-                Some(_) => self.to_edge(),
-            }
-        } else {
+        if host != self.domain {
             // Another domain: federation, through the edge.
-            self.to_edge()
+            return self.to_edge(Why::OtherDomain);
+        }
+        let aor = ruri.aor();
+        match self.lab.user(&aor) {
+            None => Decision::refuse(404, format!("no user {aor}")),
+            // Its own users: directly, or through the edge's Path, down their own flow.
+            // Its presence is answered here, never by the user's client.
+            Some(u) if u.home.as_str() == self.node => home_user(req, aor),
+            // Shared SIP address space: the user is homed in the cloud, reached via the edge.
+            Some(_) => self.to_edge(Why::CloudHomed),
         }
     }
 
     fn trusts_assertion(&self, conn: &ConnInfo) -> bool {
-        *conn.interface == *self.facing_edge
-            && self.edge_names.iter().any(|n| conn.identity.names_host(n))
+        self.edge.trusted.is(conn)
     }
+}
 
-    async fn resolve(&self, host: &str, port: Option<u16>) -> Result<SocketAddr, String> {
-        crate::resolve_sip(&self.resolver, host, port).await
-    }
+#[cfg(test)]
+mod tests {
+    use siplab_proxy::Why;
 
-    fn interface_towards(&self, ip: IpAddr) -> Option<Arc<str>> {
-        self.lab
-            .interface_towards(&self.node, ip)
-            .map(|i| Arc::from(i.name.as_str()))
+    use super::*;
+    use crate::roles::testing::{Case, Expect, lab, run_table};
+
+    /// One row per reason of section 5 (and per refusal) the front end R1 gives.
+    #[tokio::test]
+    async fn routes_by_section_5() {
+        let lab = lab();
+        let r1 = FrontEnd::new(&lab, "R1").unwrap();
+        let table = [
+            Case::new("MESSAGE to a user homed here, signed in")
+                .by_client("alice@contoso.test")
+                .request("MESSAGE", "sip:adam@contoso.test")
+                .registered("adam@contoso.test")
+                .expect(Why::HomeUser, Expect::Flow),
+            Case::new("MESSAGE to a user homed here, not signed in")
+                .by_client("alice@contoso.test")
+                .request("MESSAGE", "sip:adam@contoso.test")
+                .expect(Why::Refused, Expect::Status(480)),
+            Case::new("MESSAGE to a cloud-homed user of the domain")
+                .by_client("alice@contoso.test")
+                .request("MESSAGE", "sip:bella@contoso.test")
+                .expect(Why::CloudHomed, Expect::To("edge01-int.contoso.test")),
+            Case::new("MESSAGE to another domain")
+                .by_client("alice@contoso.test")
+                .request("MESSAGE", "sip:anna@fabrikam.test")
+                .expect(Why::OtherDomain, Expect::To("edge01-int.contoso.test")),
+            Case::new("MESSAGE to nobody of the domain")
+                .by_client("alice@contoso.test")
+                .request("MESSAGE", "sip:nobody@contoso.test")
+                .expect(Why::Refused, Expect::Status(404)),
+            Case::new("REGISTER of a user homed here")
+                .by_client("adam@contoso.test")
+                .request("REGISTER", "sip:contoso.test")
+                .to("adam@contoso.test")
+                .expect(Why::Registrar, Expect::Register("adam@contoso.test")),
+            Case::new("REGISTER of a cloud-homed user")
+                .by_client("bella@contoso.test")
+                .request("REGISTER", "sip:contoso.test")
+                .to("bella@contoso.test")
+                .expect(Why::CloudRedirect, Expect::Status(301)),
+            Case::new("REGISTER for another domain")
+                .by_client("anna@fabrikam.test")
+                .request("REGISTER", "sip:anna@fabrikam.test")
+                .to("anna@fabrikam.test")
+                .expect(Why::Refused, Expect::Status(403)),
+            Case::new("SUBSCRIBE to a user homed here")
+                .by_client("alice@contoso.test")
+                .request("SUBSCRIBE", "sip:adam@contoso.test")
+                .expect(Why::PresenceServer, Expect::Presence("adam@contoso.test")),
+            Case::new("OPTIONS to the server itself")
+                .by_client("alice@contoso.test")
+                .request("OPTIONS", "sip:fe01.contoso.test")
+                .expect(Why::ThisNode, Expect::Status(200)),
+            Case::new("MESSAGE to the server itself")
+                .by_client("alice@contoso.test")
+                .request("MESSAGE", "sip:fe01.contoso.test")
+                .expect(Why::Refused, Expect::Status(404)),
+            Case::new("in-dialog, along the route set")
+                .by_client("alice@contoso.test")
+                .request("BYE", "sip:adam@contoso.test")
+                .next_route("sip:edge01-int.contoso.test:5061;lr")
+                .expect(Why::RouteSet, Expect::To("edge01-int.contoso.test")),
+            Case::new("in-dialog, down the flow a Route of ours named")
+                .by_client("alice@contoso.test")
+                .request("BYE", "sip:adam@contoso.test")
+                .route_flow()
+                .expect(Why::ClientFlow, Expect::Flow),
+            Case::new("in-dialog, to a contact registered here")
+                .by_client("alice@contoso.test")
+                .request("BYE", "sip:adam@127.0.0.1:5061;transport=tls")
+                .registered("adam@contoso.test")
+                .expect(Why::RegisteredContact, Expect::Flow),
+            Case::new("in-dialog SUBSCRIBE of a subscription served here")
+                .by_client("alice@contoso.test")
+                .request("SUBSCRIBE", "sip:fe01.contoso.test:5061;transport=tls")
+                .in_subscription()
+                .expect(Why::Subscription, Expect::InSubscription),
+        ];
+        run_table(&r1, &table).await;
     }
 }

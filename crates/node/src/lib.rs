@@ -2,7 +2,8 @@
 //! from the topology: its interfaces, certificates, listeners, proxy and autodiscover service.
 //!
 //! Each role reads top-down in one routing function, in the order section 5 of the
-//! reference gives its reasons: [`frontend::FrontEnd`], [`edge::Edge`].
+//! reference gives its reasons, each decision naming its reason: [`FrontEnd`], [`Edge`],
+//! [`CloudPool`]. They reach the network through one [`LabReach`] per node.
 
 mod certs;
 mod client;
@@ -10,6 +11,8 @@ mod cloudpool;
 mod edge;
 mod frontend;
 mod outside;
+mod reach;
+mod roles;
 mod server;
 mod start;
 
@@ -19,32 +22,9 @@ pub use cloudpool::CloudPool;
 pub use edge::Edge;
 pub use frontend::FrontEnd;
 pub use outside::{OutsideSetup, write_baresip, write_linphone};
+pub use reach::LabReach;
 pub use server::{init_tracing, server_main};
 pub use start::{RunningNode, start_node};
-
-use std::net::SocketAddr;
-
-/// A SIP host through the lab's DNS (A record; the port given or 5061).
-pub(crate) async fn resolve_sip(
-    dns: &siplab_dns::discovery::LabResolver,
-    host: &str,
-    port: Option<u16>,
-) -> Result<SocketAddr, String> {
-    dns.resolve_sip(host, port.unwrap_or(5061))
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// `_sipfederationtls._tcp.<domain>`: the host and port of the domain's federation edge.
-pub(crate) async fn federation(
-    dns: &siplab_dns::discovery::LabResolver,
-    domain: &str,
-) -> Result<(String, u16), String> {
-    siplab_dns::discovery::federation_target(dns, domain)
-        .await
-        .map(|(host, port, _)| (host, port))
-        .map_err(|e| e.to_string())
-}
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +33,8 @@ pub enum NodeError {
     UnknownNode(String),
     #[error("node {node}: the {role} role is not served by this program")]
     Role { node: String, role: String },
+    #[error("node {node}: its role needs {what}, which the topology lacks")]
+    Lacks { node: String, what: String },
     #[error("certificate for {who}: {reason}")]
     Certificate { who: String, reason: String },
     #[error("client {aor}: {what}")]

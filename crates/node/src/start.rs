@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use siplab_proxy::{Location, OwnInterface, Policy, PresenceServer, Proxy, ProxyConfig};
+use siplab_proxy::{Location, OwnInterface, Policy, PresenceServer, Proxy, ProxyConfig, Reach};
 use siplab_topology::{Lab, Purpose, Role};
 use siplab_transport::{Limits, Transport};
 use tracing::info;
 
-use crate::{Certs, CloudPool, Edge, FrontEnd, NodeError};
+use crate::{Certs, CloudPool, Edge, FrontEnd, LabReach, NodeError};
 
 /// A node that runs: what it listens on, its transport (to count or close connections).
 pub struct RunningNode {
@@ -30,7 +30,7 @@ impl RunningNode {
     }
 }
 
-/// Starts `name` (a front end or an edge) of `lab` on its addresses.
+/// Starts `name` (a front end, an edge or the cloud pool) of `lab` on its addresses.
 pub async fn start_node(
     lab: &Lab,
     name: &str,
@@ -94,33 +94,28 @@ pub async fn start_node(
             names,
         });
     }
-    let role_err = || NodeError::Role {
-        node: name.to_owned(),
-        role: node.role.to_string(),
-    };
     let (location, presence) = match node.role {
-        Role::Frontend => run(
-            FrontEnd::new(lab, name).ok_or_else(role_err)?,
-            &transport,
-            own,
-            config,
-            events,
-        ),
-        Role::Edge | Role::CloudEdge => run(
-            Edge::new(lab, name).ok_or_else(role_err)?,
-            &transport,
-            own,
-            config,
-            events,
-        ),
-        Role::CloudPool => run(
-            CloudPool::new(lab, name).ok_or_else(role_err)?,
-            &transport,
-            own,
-            config,
-            events,
-        ),
-        Role::Dns | Role::Partner => return Err(role_err()),
+        Role::Frontend => {
+            let role = FrontEnd::new(lab, name)?;
+            let reach = LabReach::new(lab, name, role.dns_source())?;
+            run(role, reach, &transport, own, config, events)
+        }
+        Role::Edge | Role::CloudEdge => {
+            let role = Edge::new(lab, name)?;
+            let reach = LabReach::new(lab, name, role.dns_source())?;
+            run(role, reach, &transport, own, config, events)
+        }
+        Role::CloudPool => {
+            let role = CloudPool::new(lab, name)?;
+            let reach = LabReach::new(lab, name, role.dns_source())?;
+            run(role, reach, &transport, own, config, events)
+        }
+        Role::Dns | Role::Partner => {
+            return Err(NodeError::Role {
+                node: name.to_owned(),
+                role: node.role.to_string(),
+            });
+        }
     };
     info!(node = name, role = %node.role, ?listening, "node up");
     Ok(RunningNode {
@@ -133,14 +128,15 @@ pub async fn start_node(
 }
 
 /// Starts the proxy core with a role's policy; returns its location and presence services.
-fn run<P: Policy>(
+fn run<P: Policy, R: Reach>(
     policy: P,
+    reach: R,
     transport: &Transport,
     own: Vec<OwnInterface>,
     config: ProxyConfig,
     events: Vec<tokio::sync::mpsc::Receiver<siplab_transport::Event>>,
 ) -> (Arc<Location>, Arc<PresenceServer>) {
-    let proxy = Proxy::new(policy, transport.clone(), own, config);
+    let proxy = Proxy::new(policy, reach, transport.clone(), own, config);
     proxy.spawn(events);
     (proxy.location().clone(), proxy.presence().clone())
 }

@@ -1,19 +1,37 @@
 //! Transactions and the stateful proxy core (RFC 3261 sections 16 and 17) over a reliable
-//! transport, the registrar and location service (section 10, RFC 3327, RFC 5626), and the
-//! [`Policy`] through which each node role says where requests go.
+//! transport, the registrar and location service (section 10, RFC 3327, RFC 5626), the
+//! presence server (RFC 3856), and the [`Policy`] through which each node role says where
+//! requests go, and why.
+//!
+//! The files, lowest first (each uses only those above it):
+//! - `timers`, `branch`: deadlines without a task each; branches that carry the loop hash.
+//! - `decision`: what a role decides ([`Decision`], [`Why`], [`Forward`], [`Reply`]).
+//! - `reply`: answers built here; `registrar`, `presence`: the location service and the
+//!   presence state; `trust`: section 7's rules (RFC 3325).
+//! - `policy`: what a role is told ([`Inbound`]) and how a node reaches hosts ([`Reach`]).
+//! - `transaction`: the tables, keys and timers of section 17; `forward`: Route handling
+//!   and the header edits of forwarding; `home`: registrar and presence glue.
+//! - `core`: the pipeline, which runs them all.
 
 mod branch;
 mod core;
+mod decision;
+mod forward;
+mod home;
 mod policy;
 mod presence;
 mod registrar;
+mod reply;
 mod timers;
+mod transaction;
 mod trust;
 
-pub use crate::core::{OwnInterface, Proxy, ProxyConfig};
-pub use policy::{
-    Decision, Forward, Inbound, NOT_SIP_URI, NextHop, Policy, REGISTER_TO_NOT_SIP, Reply,
+pub use crate::core::{Proxy, ProxyConfig};
+pub use decision::{
+    Action, Decision, Forward, NOT_SIP_URI, NextHop, REGISTER_TO_NOT_SIP, Reply, Why,
 };
+pub use forward::OwnInterface;
+pub use policy::{Inbound, Policy, Reach};
 pub use presence::{PresenceServer, Subscription};
 pub use registrar::{Binding, ExpiryBounds, Location};
 pub use trust::{asserted_identity, certificate_aor};

@@ -7,16 +7,19 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use siplab_sip::{HeaderName, Message, Method, SipUri, Uri, pidf, random_u64};
+use siplab_sip::{
+    Aor, CSeq, HeaderName, Message, Method, NameAddr, SipUri, SubscriptionState, Uri, pidf,
+    random_u64,
+};
 use tokio::time::Instant;
 
 /// A watcher's subscription, as the notifier (the UAS of the SUBSCRIBE) keeps its dialog.
 #[derive(Debug, Clone)]
 pub struct Subscription {
     /// The watched user's AOR.
-    pub target: String,
+    pub target: Aor,
     /// The watcher's AOR.
-    pub watcher: String,
+    pub watcher: Aor,
     pub call_id: String,
     pub local_tag: String,
     pub remote_tag: String,
@@ -121,12 +124,13 @@ impl PresenceServer {
         key_of(req).is_some_and(|k| lock(&self.subs).contains_key(&k))
     }
 
-    /// Applies a SUBSCRIBE for `target`: a new subscription, a refresh, or an end (Expires 0).
+    /// Applies a SUBSCRIBE for `target`: a new subscription, a refresh, or an end (Expires 0);
+    /// `None` for one in the dialog of a subscription held here.
     /// Returns the 200 and the subscription to notify.
     pub fn subscribe(
         &self,
         req: &Message,
-        target: &str,
+        target: Option<&Aor>,
         contact: &str,
     ) -> Result<(Message, Subscription), (u16, String)> {
         let bad = |what: &str| (400, what.to_owned());
@@ -143,10 +147,16 @@ impl PresenceServer {
         let existing = key_of(req).and_then(|k| subs.get(&k).cloned());
         let mut sub = match existing {
             Some(s) => s,
-            None if subs.values().filter(|s| s.target == target).count() >= MAX_WATCHERS => {
-                return Err((403, format!("{target} already has {MAX_WATCHERS} watchers")));
-            }
             None => {
+                let Some(target) = target else {
+                    return Err((481, "no such subscription here".to_owned()));
+                };
+                if subs.values().filter(|s| s.target == *target).count() >= MAX_WATCHERS {
+                    return Err((403, format!("{target} already has {MAX_WATCHERS} watchers")));
+                }
+                let Some(watcher) = from.sip_uri().map(SipUri::aor) else {
+                    return Err(bad("the From of a SUBSCRIBE must be a SIP URI"));
+                };
                 let remote_target = match req.contacts().ok().and_then(|c| c.into_iter().next()) {
                     Some(siplab_sip::Contact::Addr(a)) => match a.uri {
                         Uri::Sip(u) => u,
@@ -155,8 +165,8 @@ impl PresenceServer {
                     _ => return Err(bad("a SUBSCRIBE needs a Contact")),
                 };
                 Subscription {
-                    target: target.to_owned(),
-                    watcher: from.sip_uri().map(SipUri::aor).unwrap_or_default(),
+                    target: target.clone(),
+                    watcher,
                     call_id: call_id.clone(),
                     local_tag: format!("{:x}", random_u64()),
                     remote_tag: from.tag().unwrap_or_default().to_owned(),
@@ -190,17 +200,7 @@ impl PresenceServer {
             subs.insert(key, sub.clone());
         }
         let mut resp = Message::response_to(req, 200, "OK");
-        if req
-            .to()
-            .ok()
-            .and_then(|t| t.tag().map(str::to_owned))
-            .is_none()
-            && let Some(to) = req.headers.value(&HeaderName::To)
-        {
-            let mut value = to.to_vec();
-            value.extend_from_slice(format!(";tag={}", sub.local_tag).as_bytes());
-            resp.headers.set(HeaderName::To, value);
-        }
+        resp.tag_to(&sub.local_tag);
         for rr in req.headers.get_all(&HeaderName::RecordRoute) {
             resp.headers.push(HeaderName::RecordRoute, rr.value.clone());
         }
@@ -220,7 +220,7 @@ impl PresenceServer {
         let mut subs = lock(&self.subs);
         let mut out = Vec::new();
         for sub in subs.values_mut() {
-            if target.is_some_and(|t| t != sub.target) {
+            if target.is_some_and(|t| *t != *sub.target) {
                 continue;
             }
             let state = if sub.expires_at <= now {
@@ -265,22 +265,23 @@ pub fn notify(sub: &Subscription, state: &str, contact: &str) -> Message {
     for r in &sub.route_set {
         m.headers.push(HeaderName::Route, r.clone());
     }
-    m.headers.push(
-        HeaderName::From,
-        format!("<sip:{}>;tag={}", sub.target, sub.local_tag),
-    );
-    m.headers.push(
-        HeaderName::To,
-        format!("<sip:{}>;tag={}", sub.watcher, sub.remote_tag),
-    );
-    m.headers.push(HeaderName::CallId, sub.call_id.clone());
+    let party = |aor: &Aor, tag: &str| NameAddr::new(Uri::Sip(aor.uri())).with_tag(tag).to_string();
     m.headers
-        .push(HeaderName::CSeq, format!("{} NOTIFY", sub.cseq));
+        .push(HeaderName::From, party(&sub.target, &sub.local_tag));
+    m.headers
+        .push(HeaderName::To, party(&sub.watcher, &sub.remote_tag));
+    m.headers.push(HeaderName::CallId, sub.call_id.clone());
+    m.headers.push(
+        HeaderName::CSeq,
+        CSeq::new(sub.cseq, Method::Notify).to_string(),
+    );
     m.headers.push(HeaderName::Contact, contact.to_owned());
     m.headers.push(HeaderName::Event, "presence");
     if state == "terminated" {
-        m.headers
-            .push(HeaderName::SubscriptionState, "terminated;reason=timeout");
+        m.headers.push(
+            HeaderName::SubscriptionState,
+            SubscriptionState::Terminated("timeout").to_string(),
+        );
         m.headers.push(HeaderName::ContentLength, "0");
     } else {
         let left = sub
@@ -289,11 +290,11 @@ pub fn notify(sub: &Subscription, state: &str, contact: &str) -> Message {
             .as_secs();
         m.headers.push(
             HeaderName::SubscriptionState,
-            format!("active;expires={left}"),
+            SubscriptionState::Active(left).to_string(),
         );
         m.set_body(
             "application/pidf+xml",
-            pidf(&format!("sip:{}", sub.target), state),
+            pidf(&sub.target.uri().to_string(), state),
         );
     }
     m

@@ -8,10 +8,11 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use siplab_sip::{Contact, ContactParams, HeaderName, Message, SipUri, Uri};
+use siplab_sip::{Contact, ContactParams, HeaderName, Message, NameAddr, SipUri, Uri};
 use siplab_transport::FlowToken;
 
-use crate::policy::{Forward, NextHop, Reply};
+use crate::decision::{Forward, NextHop, Reply};
+use crate::reply::reply_message;
 
 /// Contacts one AOR may have at once: devices, not an open-ended list from the network.
 pub const MAX_BINDINGS: usize = 16;
@@ -192,19 +193,16 @@ impl Location {
                 let mut resp = Message::response_to(req, 200, "OK");
                 let now = self.now();
                 for b in &current {
-                    let mut value = format!(
-                        "<{}>;expires={}",
-                        b.contact_text(),
-                        b.expires.saturating_sub(now)
-                    );
+                    let mut contact = NameAddr::new(b.contact());
+                    let left = b.expires.saturating_sub(now).to_string();
+                    contact.params.set("expires", Some(&left));
                     if let Some(i) = b.instance() {
-                        value.push_str(";+sip.instance=");
-                        value.push_str(i);
+                        contact.params.set("+sip.instance", Some(i));
                     }
                     if b.reg_id != 0 {
-                        value.push_str(&format!(";reg-id={}", b.reg_id));
+                        contact.params.set("reg-id", Some(&b.reg_id.to_string()));
                     }
-                    resp.headers.push(HeaderName::Contact, value);
+                    resp.headers.push(HeaderName::Contact, contact.to_string());
                 }
                 for h in req.headers.get_all(&HeaderName::Path) {
                     resp.headers.push(HeaderName::Path, h.value.clone());
@@ -212,7 +210,7 @@ impl Location {
                 resp.headers.push(HeaderName::Supported, "path, outbound");
                 resp
             }
-            Err(reply) => crate::core::reply_message(req, &reply),
+            Err(reply) => reply_message(req, &reply),
         }
     }
 

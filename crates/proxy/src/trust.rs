@@ -7,10 +7,10 @@
 //! claims is removed before the role sees it, so no header a client or a federation peer
 //! writes can make a node act for someone else.
 
-use siplab_sip::{Checked, HeaderName, Message, Method, NameAddr, SipUri, Uri};
+use siplab_sip::{Aor, Checked, HeaderName, Message, Method, NameAddr, SipUri, Uri};
 use siplab_transport::ConnInfo;
 
-use crate::policy::Reply;
+use crate::decision::Reply;
 
 /// Headers that claim an identity (RFC 3325): kept only from a peer the node trusts.
 const CLAIMS: [HeaderName; 2] = [
@@ -26,7 +26,7 @@ const CLAIMS_AND_PATH: [HeaderName; 3] = [
 ];
 
 /// The AOR a client's certificate proves, as a registrar keys it; `None` for a server peer.
-pub fn certificate_aor(conn: &ConnInfo) -> Option<String> {
+pub fn certificate_aor(conn: &ConnInfo) -> Option<Aor> {
     conn.identity
         .uris
         .iter()
@@ -36,9 +36,8 @@ pub fn certificate_aor(conn: &ConnInfo) -> Option<String> {
 }
 
 /// A P-Asserted-Identity value for `aor` (`<sip:aor>`).
-pub fn asserted_identity(aor: &str) -> Option<String> {
-    let uri = SipUri::parse(&format!("sip:{aor}")).ok()?;
-    Some(NameAddr::new(Uri::Sip(uri)).to_string())
+pub fn asserted_identity(aor: &Aor) -> String {
+    NameAddr::new(Uri::Sip(aor.uri())).to_string()
 }
 
 /// Applies the trust rules to a request before the role decides where it goes.
@@ -74,8 +73,10 @@ pub fn admit(
         if !acts_for_certificate(addr, conn) {
             let claimed = addr
                 .sip_uri()
-                .map_or_else(|| "a non-SIP URI".into(), SipUri::aor);
-            let cert = certificate_aor(conn).unwrap_or_default();
+                .map_or_else(|| "a non-SIP URI".into(), |u| u.aor().to_string());
+            let cert = certificate_aor(conn)
+                .map(|c| c.to_string())
+                .unwrap_or_default();
             return Err(Reply::because(
                 403,
                 format!("{what} {claimed}, but the client certificate is {cert}"),
@@ -231,8 +232,8 @@ mod tests {
     #[test]
     fn the_asserted_identity_is_a_name_addr() {
         assert_eq!(
-            asserted_identity("alice@contoso.test").as_deref(),
-            Some("<sip:alice@contoso.test>")
+            asserted_identity(&Aor::named("alice@contoso.test")),
+            "<sip:alice@contoso.test>"
         );
         let alice = conn(&["sip:alice@contoso.test"], &[]);
         assert_eq!(

@@ -23,9 +23,9 @@ pub use headers::{Header, HeaderName, Headers};
 pub use message::{Checked, CheckedResponse, Limits, Message, StartLine, reason_phrase};
 pub use name_addr::NameAddr;
 pub use pidf::{PRESENCE_STATES, pidf, pidf_state};
-pub use uri::{Host, Params, SipUri, Uri, unescape};
+pub use uri::{Aor, Host, Params, SipUri, Uri, unescape};
 pub use values::{
-    CSeq, Contact, ContactParams, Method, parse_call_id, parse_number, parse_option_tags,
-    random_u64,
+    CSeq, Contact, ContactParams, Method, SubscriptionState, parse_call_id, parse_number,
+    parse_option_tags, random_u64,
 };
 pub use via::{BRANCH_COOKIE, SentBy, Via};

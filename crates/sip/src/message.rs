@@ -132,6 +132,20 @@ impl Message {
             .push(HeaderName::new("Warning"), format!("399 siplab \"{text}\""));
     }
 
+    /// Gives To the tag `tag` when it has none (a UAS's answer, RFC 3261 8.2.6.2), the rest
+    /// of its value kept byte for byte.
+    pub fn tag_to(&mut self, tag: &str) {
+        if let Some(to) = self.headers.value(&HeaderName::To).cloned()
+            && self.to().is_ok_and(|t| t.tag().is_none())
+        {
+            let mut value = Vec::with_capacity(to.len() + 5 + tag.len());
+            value.extend_from_slice(&to);
+            value.extend_from_slice(b";tag=");
+            value.extend_from_slice(tag.as_bytes());
+            self.headers.set(HeaderName::To, value);
+        }
+    }
+
     /// Parses one message from a datagram: trailing octets after the body are ignored, and
     /// a missing Content-Length means the body runs to the end.
     pub fn parse(buf: Bytes) -> Result<Message, ParseError> {

@@ -25,6 +25,17 @@ impl NameAddr {
         }
     }
 
+    /// A loose-routing entry of Route, Record-Route or Path: `<uri;lr>` (RFC 3261 16.12).
+    pub fn loose_route(uri: SipUri) -> NameAddr {
+        NameAddr::new(Uri::Sip(uri.flag("lr")))
+    }
+
+    /// This address with a `tag` (From and To of a dialog).
+    pub fn with_tag(mut self, tag: &str) -> NameAddr {
+        self.params.set("tag", Some(tag));
+        self
+    }
+
     /// Parses one element (a list header is split first).
     pub fn parse(value: &[u8]) -> Result<NameAddr, SyntaxError> {
         let mut s = Scanner::new(value);

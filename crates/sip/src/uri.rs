@@ -46,6 +46,11 @@ impl Host {
         Ok(Host::Name(text.to_ascii_lowercase()))
     }
 
+    /// A host as a configuration names it: an IP address when it is one, else a name.
+    pub fn named(text: &str) -> Host {
+        Host::parse(text).unwrap_or_else(|_| Host::Name(text.to_ascii_lowercase()))
+    }
+
     pub fn parse(text: &str) -> Result<Host, SyntaxError> {
         let mut s = Scanner::new(text.as_bytes());
         let h = Host::scan(&mut s)?;
@@ -290,6 +295,20 @@ impl SipUri {
         }
     }
 
+    /// A URI of a TLS hop (`;transport=tls`): how Via, Route, Record-Route, Path and Contact
+    /// name this lab's listeners.
+    pub fn tls(user: Option<&str>, host: Host, port: Option<u16>) -> SipUri {
+        let mut uri = SipUri::new(user, host, port);
+        uri.params.set("transport", Some("tls"));
+        uri
+    }
+
+    /// This URI with a flag parameter (`lr`, `ob`) added.
+    pub fn flag(mut self, name: &str) -> SipUri {
+        self.params.set(name, None);
+        self
+    }
+
     pub fn parse(text: &str) -> Result<SipUri, SyntaxError> {
         match Uri::parse(text)? {
             Uri::Sip(u) => Ok(u),
@@ -362,11 +381,12 @@ impl SipUri {
     }
 
     /// `user@host` as a registrar keys bindings: escapes decoded, host in lower case.
-    pub fn aor(&self) -> String {
-        match self.user_unescaped() {
+    pub fn aor(&self) -> Aor {
+        let text = match self.user_unescaped() {
             Some(u) => format!("{}@{}", String::from_utf8_lossy(&u), self.host),
             None => self.host.to_string(),
-        }
+        };
+        Aor(text)
     }
 }
 
@@ -389,6 +409,69 @@ impl fmt::Display for SipUri {
             write!(f, "?{h}")?;
         }
         Ok(())
+    }
+}
+
+/// An address of record, `user@host` as a registrar keys bindings (see [`SipUri::aor`]):
+/// escapes decoded, host in lower case. It reads as the text it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Aor(String);
+
+impl Aor {
+    /// The AOR a configuration writes as `user@domain` (a topology's user list).
+    pub fn named(text: &str) -> Aor {
+        match text.rsplit_once('@') {
+            Some((user, host)) => Aor(format!("{user}@{}", host.to_ascii_lowercase())),
+            None => Aor(text.to_ascii_lowercase()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part after `@`: the domain that serves it.
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map_or(&self.0, |(_, d)| d)
+    }
+
+    /// `sip:user@host`, as From, To and P-Asserted-Identity carry it.
+    pub fn uri(&self) -> SipUri {
+        match self.0.rsplit_once('@') {
+            Some((user, host)) => SipUri::new(Some(user), Host::named(host), None),
+            None => SipUri::new(None, Host::named(&self.0), None),
+        }
+    }
+}
+
+impl std::ops::Deref for Aor {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Aor {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Aor {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Aor {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl fmt::Display for Aor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

@@ -87,8 +87,30 @@ pub struct CSeq {
     pub method: Method,
 }
 
+/// A Subscription-State value (RFC 6665 section 8.2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionState<'a> {
+    /// Active, with the seconds it has left.
+    Active(u64),
+    /// Ended, with the reason (`timeout`, `noresource`, ...).
+    Terminated(&'a str),
+}
+
+impl fmt::Display for SubscriptionState<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubscriptionState::Active(left) => write!(f, "active;expires={left}"),
+            SubscriptionState::Terminated(reason) => write!(f, "terminated;reason={reason}"),
+        }
+    }
+}
+
 impl CSeq {
     pub const MAX: u64 = (1 << 31) - 1;
+
+    pub fn new(seq: u32, method: Method) -> CSeq {
+        CSeq { seq, method }
+    }
 
     pub fn parse(value: &[u8]) -> Result<CSeq, SyntaxError> {
         let mut s = Scanner::new(value);

@@ -1,7 +1,7 @@
 //! The Via header (RFC 3261 section 20.42): how a response finds its way back.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::error::SyntaxError;
 use crate::scan::{self, Scanner};
@@ -31,6 +31,17 @@ impl Via {
             port,
             params,
         }
+    }
+
+    /// The Via a TLS hop sending from `sent_by` writes.
+    pub fn tls(sent_by: SocketAddr, branch: &str) -> Via {
+        Via::new("TLS", Host::Ip(sent_by.ip()), Some(sent_by.port()), branch)
+    }
+
+    /// This Via with a flag parameter (`rport`, `alias`) added.
+    pub fn flag(mut self, name: &str) -> Via {
+        self.params.set(name, None);
+        self
     }
 
     pub fn parse(value: &[u8]) -> Result<Via, SyntaxError> {

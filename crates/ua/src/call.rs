@@ -16,7 +16,7 @@ use tracing::{Instrument, info, info_span};
 use crate::dialog::{Dialog, Unusable};
 use crate::error::UaError;
 use crate::ids;
-use crate::request::{Head, OutRequest, contact_uri, sdp};
+use crate::request::{Head, OutRequest, addr, contact, sdp};
 use crate::transaction::Outcome;
 use crate::ua::Core;
 
@@ -41,14 +41,11 @@ impl Call {
                 uri: to.clone(),
                 local: conn.local,
                 from: &local,
-                to: &format!("<{to}>"),
+                to: &addr(&to),
                 call_id: &call_id,
                 cseq: 1,
             })
-            .header(
-                HeaderName::Contact,
-                format!("<{}>", contact_uri(&core.user, conn.local)),
-            )
+            .header(HeaderName::Contact, contact(&core.user, conn.local))
             .body("application/sdp", sdp(conn.local.ip()));
             let outcome = core.transact(&conn, invite).await?;
             if !outcome.is_success() {

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use siplab_sip::{Contact, HeaderName, Message, Method, ParseError, Uri};
+use siplab_sip::{Contact, HeaderName, Message, Method, NameAddr, ParseError, Uri};
 
 use crate::request::{Head, OutRequest};
 use crate::ua::lock;
@@ -175,11 +175,6 @@ impl Dialog {
     }
 }
 
-/// A To value with our tag added, as a UAS answers a request outside a dialog (8.2.6.2).
-pub(crate) fn with_tag(to: &str, tag: &str) -> String {
-    format!("{to};tag={tag}")
-}
-
 /// A header's first value as text, empty when absent.
 fn header(msg: &Message, name: &HeaderName) -> String {
     msg.headers
@@ -219,6 +214,14 @@ fn remote_target(msg: &Message) -> Result<Uri, Unusable> {
             Contact::Star => None,
         })
         .ok_or(Unusable::NoContact)
+}
+
+/// A To value with our tag added, as a UAS answers a request outside a dialog (8.2.6.2).
+fn with_tag(to: &str, tag: &str) -> String {
+    match NameAddr::parse(to.as_bytes()) {
+        Ok(addr) => addr.with_tag(tag).to_string(),
+        Err(_) => to.to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::error::UaError;
-use crate::request::{Head, OutRequest, contact_uri};
+use crate::request::{Head, OutRequest, addr, contact, contact_addr};
 use crate::transaction::Outcome;
 use crate::ua::Core;
 
@@ -160,17 +160,18 @@ impl Core {
     /// Sends one REGISTER down `conn`: the same Call-ID for the client's whole life and a
     /// rising CSeq, so the registrar sees refreshes of one registration (RFC 3261 10.2).
     pub(crate) async fn register(&self, conn: &ConnInfo, expires: u32) -> Result<Outcome, UaError> {
-        let contact = format!(
-            "<{}>;+sip.instance=\"<{}>\";reg-id=1;expires={expires}",
-            contact_uri(&self.user, conn.local),
-            self.instance
-        );
+        let mut contact = contact_addr(&self.user, conn.local);
+        let instance = format!("\"<{}>\"", self.instance);
+        contact.params.set("+sip.instance", Some(&instance));
+        contact.params.set("reg-id", Some("1"));
+        contact.params.set("expires", Some(&expires.to_string()));
+        let contact = contact.to_string();
         let req = OutRequest::new(Head {
             method: Method::Register,
             uri: self.registrar_uri.clone(),
             local: conn.local,
             from: &self.new_from(),
-            to: &format!("<{}>", self.aor_uri),
+            to: &addr(&self.aor_uri),
             call_id: &self.register_call_id,
             cseq: self.next_register_cseq(),
         })
@@ -234,7 +235,7 @@ impl Core {
             Some(a) => a.to_string(),
             None => {
                 warn!("the registrar's 200 does not list our Contact");
-                format!("<{}>", contact_uri(&self.user, connection.local))
+                contact(&self.user, connection.local)
             }
         };
         let values = |name: &HeaderName| -> Vec<String> {

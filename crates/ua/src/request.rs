@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
-use siplab_sip::{HeaderName, Message, Method, Uri};
+use siplab_sip::{CSeq, HeaderName, Host, Message, Method, NameAddr, SipUri, Uri, Via};
 
 use crate::ids;
 
@@ -37,7 +37,7 @@ pub(crate) struct Head<'a> {
 impl OutRequest {
     pub(crate) fn new(head: Head<'_>) -> OutRequest {
         let branch = ids::branch();
-        let via = format!("SIP/2.0/TLS {};branch={branch};rport", head.local);
+        let via = Via::tls(head.local, &branch).flag("rport").to_string();
         let mut msg = Message::request(head.method.clone(), head.uri.clone());
         msg.headers.push(HeaderName::Via, via.clone());
         msg.headers.push(HeaderName::MaxForwards, "70");
@@ -45,8 +45,10 @@ impl OutRequest {
         msg.headers.push(HeaderName::To, head.to.to_owned());
         msg.headers
             .push(HeaderName::CallId, head.call_id.to_owned());
-        msg.headers
-            .push(HeaderName::CSeq, format!("{} {}", head.cseq, head.method));
+        msg.headers.push(
+            HeaderName::CSeq,
+            CSeq::new(head.cseq, head.method.clone()).to_string(),
+        );
         OutRequest {
             msg,
             method: head.method,
@@ -76,8 +78,19 @@ impl OutRequest {
 
 /// The Contact a client puts in REGISTER and in dialogs: its address on the flow, marked
 /// `ob` (RFC 5626) because it can only be reached back down that flow.
-pub(crate) fn contact_uri(user: &str, local: SocketAddr) -> String {
-    format!("sip:{user}@{local};transport=tls;ob")
+pub(crate) fn contact(user: &str, local: SocketAddr) -> String {
+    contact_addr(user, local).to_string()
+}
+
+/// [`contact`] as an address, for a REGISTER to add its parameters to.
+pub(crate) fn contact_addr(user: &str, local: SocketAddr) -> NameAddr {
+    let uri = SipUri::tls(Some(user), Host::Ip(local.ip()), Some(local.port())).flag("ob");
+    NameAddr::new(Uri::Sip(uri))
+}
+
+/// `<uri>`: an address as From, To and Contact carry it.
+pub(crate) fn addr(uri: &Uri) -> String {
+    NameAddr::new(uri.clone()).to_string()
 }
 
 /// A minimal SDP offer or answer: the lab signals calls, it carries no media.
@@ -122,8 +135,8 @@ mod tests {
         );
         assert_eq!(text, expected);
         assert_eq!(
-            contact_uri("alice", local),
-            "sip:alice@127.3.0.201:40000;transport=tls;ob"
+            contact("alice", local),
+            "<sip:alice@127.3.0.201:40000;transport=tls;ob>"
         );
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use siplab_sip::{HeaderName, Message, Method, StartLine};
+use siplab_sip::{CSeq, HeaderName, Message, Method, StartLine};
 use siplab_transport::{ConnInfo, Destination, Transport};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span};
@@ -177,8 +177,10 @@ fn ack_for_failure(invite: &OutRequest, response: &Message) -> Message {
     if let Some(to) = response.headers.value(&HeaderName::To) {
         ack.headers.push(HeaderName::To, to.clone());
     }
-    ack.headers
-        .push(HeaderName::CSeq, format!("{} ACK", invite.cseq));
+    ack.headers.push(
+        HeaderName::CSeq,
+        CSeq::new(invite.cseq, Method::Ack).to_string(),
+    );
     for route in invite.msg.headers.get_all(&HeaderName::Route) {
         ack.headers.push(HeaderName::Route, route.value.clone());
     }

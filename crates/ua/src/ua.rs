@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use siplab_sip::{HeaderName, Host, Method, SipUri, Uri};
+use siplab_sip::{HeaderName, Host, Method, NameAddr, SipUri, Uri};
 use siplab_transport::{ConnInfo, Event, Transport};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -17,7 +17,7 @@ use crate::dialog::Dialogs;
 use crate::error::UaError;
 use crate::ids;
 use crate::registration::{Registration, SignIn, Target};
-use crate::request::{Head, OutRequest, contact_uri};
+use crate::request::{Head, OutRequest, addr, contact};
 use crate::transaction::{self, Outcome, Transactions};
 use crate::uas::{self, Received};
 
@@ -65,7 +65,9 @@ pub(crate) struct Core {
 impl Core {
     /// A From for a new request: our AOR with a fresh tag.
     pub(crate) fn new_from(&self) -> String {
-        format!("<{}>;tag={}", self.aor_uri, ids::tag())
+        NameAddr::new(self.aor_uri.clone())
+            .with_tag(&ids::tag())
+            .to_string()
     }
 
     pub(crate) fn next_register_cseq(&self) -> u32 {
@@ -104,7 +106,7 @@ impl Core {
             uri: uri.clone(),
             local: conn.local,
             from: &self.new_from(),
-            to: &format!("<{uri}>"),
+            to: &addr(&uri),
             call_id: &ids::call_id(&conn.local.ip().to_string()),
             cseq: 1,
         })
@@ -279,10 +281,7 @@ impl Ua {
             .out_of_dialog(Method::Subscribe, aor_uri(target)?, &conn)
             .header(HeaderName::Event, "presence")
             .header(HeaderName::Accept, "application/pidf+xml")
-            .header(
-                HeaderName::Contact,
-                format!("<{}>", contact_uri(&self.core.user, conn.local)),
-            )
+            .header(HeaderName::Contact, contact(&self.core.user, conn.local))
             .header(HeaderName::Expires, expires.to_string())
             .empty();
         if let (Ok(call_id), Some(tag)) = (

@@ -7,15 +7,15 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use siplab_sip::{HeaderName, Message, Method, NameAddr, ParseError, SipUri, Via, reason_phrase};
+use siplab_sip::{HeaderName, Message, Method, NameAddr, ParseError, Via, reason_phrase};
 use siplab_transport::{ConnInfo, Destination};
 use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::call::Call;
-use crate::dialog::{Dialog, DialogId, with_tag};
+use crate::dialog::{Dialog, DialogId};
 use crate::ids;
-use crate::request::{contact_uri, sdp};
+use crate::request::{contact, sdp};
 use crate::ua::{Core, lock};
 
 /// The methods a client answers; anything else gets 405 with this list.
@@ -69,7 +69,10 @@ pub struct Received {
 impl Received {
     fn read(req: &Message) -> Result<Received, ParseError> {
         req.validate()?;
-        let aor = |a: NameAddr| a.sip_uri().map_or_else(|| a.uri.to_string(), SipUri::aor);
+        let aor = |a: NameAddr| {
+            a.sip_uri()
+                .map_or_else(|| a.uri.to_string(), |u| u.aor().to_string())
+        };
         let values = |name: &HeaderName| -> Vec<String> {
             req.headers
                 .elements(name)
@@ -179,7 +182,7 @@ async fn answer_invite(core: Arc<Core>, conn: Arc<ConnInfo>, req: Message) {
     let branch = branch_of(&req);
     let (cancel_tx, cancelled) = oneshot::channel();
     lock(&core.ringing).insert(branch.clone(), cancel_tx);
-    let contact = format!("<{}>", contact_uri(&core.user, conn.local));
+    let contact = contact(&core.user, conn.local);
     let mut ringing = response(&req, 180, &tag);
     ringing.headers.push(HeaderName::Contact, contact.clone());
     send(&core, &conn, ringing).await;
@@ -238,19 +241,13 @@ fn branch_of(req: &Message) -> String {
 /// already (its To has a tag).
 fn response(req: &Message, code: u16, tag: &str) -> Message {
     let mut resp = Message::response_to(req, code, reason_phrase(code));
-    let has_tag = req.to().is_ok_and(|to| to.tag().is_some());
-    if let (false, Some(to)) = (has_tag, req.headers.value(&HeaderName::To)) {
-        let tagged = with_tag(&String::from_utf8_lossy(to), tag);
-        resp.headers.set(HeaderName::To, tagged);
-    }
+    resp.tag_to(tag);
     resp
 }
 
 /// A response saying why in a Warning (RFC 3261 20.43), as siplab's servers do.
 fn with_warning(mut resp: Message, why: &str) -> Message {
-    let text = why.replace(['"', '\\'], "'");
-    resp.headers
-        .push(HeaderName::new("Warning"), format!("399 siplab \"{text}\""));
+    resp.push_warning(why);
     resp
 }
 

@@ -281,7 +281,7 @@ impl Proxy {
             state
                 .by_contact
                 .get(&hostport)
-                .or_else(|| state.by_aor.get(&target.aor()))
+                .or_else(|| state.by_aor.get(target.aor().as_str()))
                 .cloned()
         };
         let Some(dest) = dest else {
