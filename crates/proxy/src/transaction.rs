@@ -388,3 +388,237 @@ pub(crate) fn derived_request(
     out.headers.push(HeaderName::ContentLength, "0");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use siplab_transport::PeerIdentity;
+
+    use super::*;
+
+    const B: Duration = Duration::from_secs(32);
+    const C: Duration = Duration::from_secs(180);
+    const H: Duration = Duration::from_secs(32);
+
+    fn table(max: usize) -> Transactions {
+        let limits = Limits {
+            timer_b: B,
+            timer_c: C,
+            timer_h: H,
+            max,
+        };
+        Transactions::new(limits, Arc::default())
+    }
+
+    fn conn(flow: &str, host: &str) -> Arc<ConnInfo> {
+        let addr: SocketAddr = "127.0.0.1:5061".parse().unwrap();
+        Arc::new(ConnInfo {
+            id: 1,
+            flow: FlowToken::parse(flow).unwrap(),
+            interface: Arc::from("R1"),
+            local: addr,
+            peer: addr,
+            identity: PeerIdentity {
+                dns_names: vec![host.to_owned()],
+                ..PeerIdentity::default()
+            },
+            inbound: true,
+        })
+    }
+
+    fn request(method: &str, branch: &str) -> Message {
+        let text = format!(
+            "{method} sip:adam@contoso.test SIP/2.0\r\n\
+             Via: SIP/2.0/TLS 127.0.0.9:5061;branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n\
+             From: <sip:alice@contoso.test>;tag=1\r\nTo: <sip:adam@contoso.test>\r\n\
+             Call-ID: t1\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        );
+        Message::parse(text.into()).unwrap()
+    }
+
+    fn response(req: &Message, code: u16) -> Message {
+        reply_message(req, &Reply::new(code))
+    }
+
+    fn key_of(msg: &Message) -> String {
+        let vias = msg.vias().unwrap();
+        server_key(&vias[0], msg, &msg.method().unwrap())
+    }
+
+    /// Opens the server transaction of `req` from `from`.
+    fn arrive(t: &Transactions, req: &Message, from: &Arc<ConnInfo>) -> Arrival {
+        t.arrive(&key_of(req), &req.method().unwrap(), req, from)
+    }
+
+    #[test]
+    fn a_retransmission_gets_the_last_answer_and_a_final_answer_ends_it() {
+        let (t, alice) = (table(10), conn("1x1", "alice"));
+        let msg = request("MESSAGE", "m1");
+        assert!(matches!(arrive(&t, &msg, &alice), Arrival::New));
+        assert!(matches!(
+            arrive(&t, &msg, &alice),
+            Arrival::Retransmission(None)
+        ));
+        let key = key_of(&msg);
+        let ok = Bytes::from_static(b"SIP/2.0 200 OK");
+        assert_eq!(t.answer(&key, 200, &ok), Some(alice.flow));
+        // Reliable transport: the transaction ends with its final answer (Timer J is 0).
+        assert_eq!(t.answer(&key, 200, &ok), None);
+        assert!(matches!(arrive(&t, &msg, &alice), Arrival::New));
+    }
+
+    #[test]
+    fn an_invite_answered_with_a_non_2xx_resends_it_until_its_ack() {
+        let (t, alice) = (table(10), conn("1x1", "alice"));
+        let invite = request("INVITE", "i1");
+        arrive(&t, &invite, &alice);
+        let key = key_of(&invite);
+        let busy = Bytes::from_static(b"SIP/2.0 486 Busy Here");
+        assert_eq!(t.answer(&key, 486, &busy), Some(alice.flow));
+        // A second final answer is not sent.
+        assert_eq!(t.answer(&key, 480, &busy), None);
+        match arrive(&t, &invite, &alice) {
+            Arrival::Retransmission(Some((flow, last))) => {
+                assert_eq!((flow, last), (alice.flow, busy));
+            }
+            other => panic!("{other:?}"),
+        }
+        let ack = request("ACK", "i1");
+        assert!(matches!(arrive(&t, &ack, &alice), Arrival::AckAbsorbed));
+        assert!(matches!(arrive(&t, &ack, &alice), Arrival::New));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timer_h_ends_an_invite_whose_ack_never_comes() {
+        let (t, alice) = (table(10), conn("1x1", "alice"));
+        let invite = request("INVITE", "i2");
+        arrive(&t, &invite, &alice);
+        let key = key_of(&invite);
+        t.answer(&key, 486, &Bytes::from_static(b"486"));
+        let started = tokio::time::Instant::now();
+        let due = t.timers.due().await;
+        assert_eq!(started.elapsed(), H);
+        assert_eq!(due.len(), 1);
+        let (id, timeout) = &due[0];
+        assert_eq!(*timeout, Timeout::Server(key.clone()));
+        assert!(t.fired(timeout, *id).is_none());
+        // The transaction is gone: a late ACK is not absorbed but routed (and dropped there).
+        let ack = request("ACK", "i2");
+        assert!(matches!(arrive(&t, &ack, &alice), Arrival::New));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timer_b_fires_for_silence_and_a_provisional_answer_moves_an_invite_to_timer_c() {
+        let (t, next) = (table(10), conn("2x2", "edge"));
+        let invite = request("INVITE", "c1");
+        t.open_client("z9hG4bKout1", "k1".into(), Method::Invite, invite.clone());
+        t.sent("z9hG4bKout1", next.clone());
+        let message = request("MESSAGE", "c2");
+        t.open_client("z9hG4bKout2", "k2".into(), Method::Message, message);
+        // The INVITE rings: Timer C replaces its Timer B.
+        let ringing = response(&invite, 180);
+        assert!(matches!(
+            t.response("z9hG4bKout1", 180, &next, &ringing),
+            Matched::Relay { ack: None, .. }
+        ));
+        let started = tokio::time::Instant::now();
+        let due = t.timers.due().await;
+        assert_eq!(started.elapsed(), B);
+        let fired: Vec<_> = due.iter().filter_map(|(id, to)| t.fired(to, *id)).collect();
+        assert_eq!(fired.len(), 1, "only the MESSAGE's Timer B fires at 32 s");
+        assert_eq!(fired[0].server_key, "k2");
+        let due = t.timers.due().await;
+        assert_eq!(started.elapsed(), C);
+        let fired: Vec<_> = due.iter().filter_map(|(id, to)| t.fired(to, *id)).collect();
+        assert_eq!(fired.len(), 1);
+        assert!(
+            fired[0].provisional,
+            "Timer C: the INVITE rang, so it gets a CANCEL"
+        );
+    }
+
+    #[test]
+    fn responses_count_only_from_the_peer_the_request_went_to() {
+        let t = table(10);
+        let (next, other) = (conn("2x2", "edge"), conn("3x3", "mallory"));
+        let invite = request("INVITE", "r1");
+        t.open_client("z9hG4bKout", "k".into(), Method::Invite, invite.clone());
+        t.sent("z9hG4bKout", next.clone());
+        let busy = response(&invite, 486);
+        assert!(matches!(
+            t.response("z9hG4bKout", 486, &other, &busy),
+            Matched::WrongPeer
+        ));
+        assert!(matches!(
+            t.response("z9hG4bKout", 100, &next, &response(&invite, 100)),
+            Matched::Trying
+        ));
+        // The non-2xx final answer: relayed, and acknowledged here hop by hop (17.1.1.3).
+        let Matched::Relay {
+            key,
+            ack: Some(ack),
+        } = t.response("z9hG4bKout", 486, &next, &busy)
+        else {
+            panic!("a 486 to an INVITE is relayed with an ACK");
+        };
+        assert_eq!(key, "k");
+        let (ack, down) = *ack;
+        assert_eq!(down.flow, next.flow);
+        assert_eq!(ack.method(), Some(Method::Ack));
+        assert_eq!(ack.cseq().unwrap().seq, 1);
+        assert!(matches!(
+            t.response("z9hG4bKout", 486, &next, &busy),
+            Matched::Unknown
+        ));
+    }
+
+    #[test]
+    fn a_cancel_finds_its_invite_only_from_the_invites_peer() {
+        let t = table(10);
+        let (alice, mallory, next) = (
+            conn("1x1", "alice"),
+            conn("3x3", "mallory"),
+            conn("2x2", "edge"),
+        );
+        let invite = request("INVITE", "x1");
+        arrive(&t, &invite, &alice);
+        let key = key_of(&invite);
+        t.open_client("z9hG4bKdown", key.clone(), Method::Invite, invite.clone());
+        t.sent("z9hG4bKdown", next.clone());
+        let cancel = request("CANCEL", "x1");
+        assert_eq!(key_of(&cancel), key, "a CANCEL is keyed as its INVITE");
+        assert!(matches!(t.cancel(&key, &mallory), CancelMatch::Unknown));
+        match t.cancel(&key, &alice) {
+            CancelMatch::Found(Some(down)) => assert_eq!(down.1.flow, next.flow),
+            _ => panic!("the INVITE went on: it is cancelled downstream"),
+        }
+        t.answer(&key, 486, &Bytes::from_static(b"486"));
+        assert!(matches!(t.cancel(&key, &alice), CancelMatch::Found(None)));
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_requests_but_not_retransmissions() {
+        let (t, alice) = (table(1), conn("1x1", "alice"));
+        let first = request("MESSAGE", "f1");
+        assert!(matches!(arrive(&t, &first, &alice), Arrival::New));
+        assert!(matches!(
+            arrive(&t, &request("MESSAGE", "f2"), &alice),
+            Arrival::Full
+        ));
+        assert!(matches!(
+            arrive(&t, &first, &alice),
+            Arrival::Retransmission(None)
+        ));
+    }
+
+    #[test]
+    fn derived_requests_match_what_they_refer_to() {
+        let invite = request("INVITE", "d1");
+        let cancel = derived_request(&invite, Method::Cancel, None);
+        assert_eq!(cancel.request_uri(), invite.request_uri());
+        assert_eq!(cancel.vias().unwrap().len(), 1);
+        assert_eq!(cancel.vias().unwrap()[0].branch(), Some("z9hG4bKd1"));
+        assert_eq!(cancel.cseq().unwrap().to_string(), "1 CANCEL");
+    }
+}
