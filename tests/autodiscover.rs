@@ -3,6 +3,10 @@
 //! autodiscover a cloud user is sent to the cloud by its company's service and registers
 //! there at once; through the records it meets its front end's 301 first.
 
+mod common;
+
+use common::Suite;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +17,6 @@ use siplab_runner::LabRun;
 use siplab_topology::{At, Lab, Purpose};
 use siplab_ua::Ua;
 
-const SLOT: u8 = 180;
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Each step as `TYPE query -> answer`.
@@ -57,7 +60,9 @@ async fn sign_in(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_four_sign_ins_through_autodiscover_and_through_the_dns_records() {
-    let lab = Lab::reference().unwrap().localized(SLOT);
+    let lab = Lab::reference()
+        .unwrap()
+        .localized(Suite::Autodiscover.slot(0));
     let certs = Certs::Authority(Arc::new(LabCa::generate().unwrap()));
     let run = LabRun::start(lab, certs).await.expect("lab starts");
     let web = run
@@ -213,7 +218,9 @@ async fn the_four_sign_ins_through_autodiscover_and_through_the_dns_records() {
 /// B1i's company still sends it to webdir, which does not answer, so the DNS records decide.
 #[tokio::test]
 async fn a_service_that_does_not_answer_leaves_it_to_the_dns_records() {
-    let lab = Lab::reference().unwrap().localized(184);
+    let lab = Lab::reference()
+        .unwrap()
+        .localized(Suite::AutodiscoverDns.slot(0));
     let certs = Certs::Authority(Arc::new(LabCa::generate().unwrap()));
     let _dns = siplab_dns::DnsServer::start(&lab).await.expect("DNS");
     let _r1 = siplab_node::start_node(&lab, "R1", &certs, Default::default())

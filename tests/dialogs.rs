@@ -5,7 +5,11 @@
 //! edge twice, once per interface, RFC 5658) and removed its own Route again on the way.
 //!
 //! Requests from the callee back to the caller take the same nodes in the opposite order,
-//! each leaving from its other interface: [`reverse_path`].
+//! each leaving from its other interface (`siplab_runner::reversed`).
+
+mod common;
+
+use common::Suite;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,47 +33,47 @@ enum Bye {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialog_09_a1i_to_a2i() {
-    dialog_row(60, 9, Bye::Callee).await;
+    dialog_row(Suite::Dialogs.slot(9), 9, Bye::Callee).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialog_10_a1i_to_a2e() {
-    dialog_row(61, 10, Bye::Caller).await;
+    dialog_row(Suite::Dialogs.slot(10), 10, Bye::Caller).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialog_11_a1e_to_a2i() {
-    dialog_row(62, 11, Bye::Callee).await;
+    dialog_row(Suite::Dialogs.slot(11), 11, Bye::Callee).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialog_12_a1e_to_a2e() {
-    dialog_row(63, 12, Bye::Caller).await;
+    dialog_row(Suite::Dialogs.slot(12), 12, Bye::Caller).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialog_13_a1i_to_b2e() {
-    dialog_row(64, 13, Bye::Callee).await;
+    dialog_row(Suite::Dialogs.slot(13), 13, Bye::Callee).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialog_14_a1e_to_b2e() {
-    dialog_row(65, 14, Bye::Caller).await;
+    dialog_row(Suite::Dialogs.slot(14), 14, Bye::Caller).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialog_15_b1e_to_a2i() {
-    dialog_row(66, 15, Bye::Callee).await;
+    dialog_row(Suite::Dialogs.slot(15), 15, Bye::Callee).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialog_16_b1e_to_a2e() {
-    dialog_row(67, 16, Bye::Caller).await;
+    dialog_row(Suite::Dialogs.slot(16), 16, Bye::Caller).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialog_17_b1e_to_b2e() {
-    dialog_row(68, 17, Bye::Callee).await;
+    dialog_row(Suite::Dialogs.slot(17), 17, Bye::Callee).await;
 }
 
 /// The reverse of the ways a node is named in a path: the way back passes the same nodes in
@@ -81,42 +85,16 @@ fn reverse_path_swaps_each_edge_interface_and_keeps_the_rest() {
     let names = |hops: &[Hop]| hops.iter().map(ToString::to_string).collect::<Vec<_>>();
     let row = |id| lab.path(id).unwrap();
     assert_eq!(
-        names(&reverse_path(&lab, row(2))),
+        names(&siplab_runner::reversed(&lab, &row(2).hops)),
         ["A1e", "E1i", "R1", "A1i"]
     );
     assert_eq!(
-        names(&reverse_path(&lab, row(17))),
+        names(&siplab_runner::reversed(&lab, &row(17).hops)),
         [
             "B2e", "CEi", "CP", "CEx", "E2i", "R2", "E2x", "E1i", "R1", "E1x", "CEi", "CP", "CEx",
             "B1e"
         ]
     );
-}
-
-/// The hops of `path` from its receiver back to its sender, each node named by the
-/// interface it sends from in that direction: the other interface of a node that has two
-/// (E1x <-> E1i, E2x <-> E2i, CEx <-> CEi), the same for a node with one (R1, R2, CP).
-fn reverse_path(lab: &Lab, path: &Path) -> Vec<Hop> {
-    path.hops
-        .iter()
-        .rev()
-        .map(|hop| match hop {
-            Hop::Client(_) => hop.clone(),
-            Hop::Interface(name) => Hop::Interface(other_interface(lab, name.as_str())),
-        })
-        .collect()
-}
-
-/// The node's other interface, or `name` itself when the node has only one.
-fn other_interface(lab: &Lab, name: &str) -> siplab_topology::InterfaceName {
-    let iface = lab
-        .interface(name)
-        .unwrap_or_else(|| panic!("no interface {name}"));
-    lab.interfaces_of(iface.node.as_str())
-        .find(|i| i.name != name)
-        .unwrap_or(iface)
-        .name
-        .clone()
 }
 
 /// The Record-Route the callee sees on the INVITE, top first, by interface: each proxy adds
@@ -127,7 +105,7 @@ fn expected_record_route(lab: &Lab, path: &Path) -> Vec<String> {
     let mut names = Vec::new();
     for name in path.interfaces().collect::<Vec<_>>().into_iter().rev() {
         names.push(name.to_string());
-        let other = other_interface(lab, name.as_str());
+        let other = siplab_runner::other_interface(lab, name);
         if other != *name {
             names.push(other.to_string());
         }
@@ -142,7 +120,7 @@ fn reversed(lab: &Lab, path: &Path) -> Path {
         mirrored: path.mirrored,
         from: path.to,
         to: path.from,
-        hops: reverse_path(lab, path),
+        hops: siplab_runner::reversed(lab, &path.hops),
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Suite;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -47,7 +49,7 @@ async fn as_e1_to_e2(
 
 #[tokio::test]
 async fn a_federated_request_with_a_spoofed_from_domain_is_refused() {
-    let run = common::whole_lab(120).await;
+    let run = common::whole_lab(Suite::Federation.slot(0)).await;
     let tls = run.certs.interface(&run.lab, "E1x").unwrap();
     let resp = as_e1_to_e2(&run, tls.clone(), SPOOFED)
         .await
@@ -70,7 +72,7 @@ async fn a_federated_request_with_a_spoofed_from_domain_is_refused() {
 
 #[tokio::test]
 async fn a_peer_with_a_certificate_from_another_ca_is_refused_at_the_handshake() {
-    let run = common::whole_lab(121).await;
+    let run = common::whole_lab(Suite::Federation.slot(1)).await;
     let stranger = LabCa::generate().unwrap();
     let tls = Certs::Authority(Arc::new(stranger))
         .interface(&run.lab, "E1x")

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Suite;
+
 use std::time::Duration;
 
 use common::{RawClient, TestLab, WAIT, exchange, received, warning};
@@ -14,7 +16,7 @@ use siplab_transport::Event;
 
 #[tokio::test]
 async fn register_through_the_edge_stores_its_path_and_the_200_comes_back() {
-    let lab = TestLab::start(21, &["R1", "E1"]).await;
+    let lab = TestLab::start(Suite::FrontEnd.slot(0), &["R1", "E1"]).await;
     let alice = lab.client("alice@contoso.test", At::External).await;
     let reg = alice.registration().expect("registered");
     // The 200 came back to the client through E1 with E1's Path.
@@ -48,7 +50,7 @@ async fn register_through_the_edge_stores_its_path_and_the_200_comes_back() {
 
 #[tokio::test]
 async fn a_cloud_user_is_redirected_to_the_cloud() {
-    let lab = TestLab::start(22, &["R1", "E1"]).await;
+    let lab = TestLab::start(Suite::FrontEnd.slot(1), &["R1", "E1"]).await;
     let register = "REGISTER sip:contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5070;branch=z9hG4bKb1i;rport\r\nMax-Forwards: 70\r\nFrom: <sip:bella@contoso.test>;tag=1\r\nTo: <sip:bella@contoso.test>\r\nCall-ID: b1i-301\r\nCSeq: 1 REGISTER\r\nContact: <sip:bella@{ip}:5070;transport=tls;ob>\r\nContent-Length: 0\r\n\r\n";
     // B1i, on the LAN, straight at R1.
     let resp = exchange(&lab, "bella@contoso.test", At::Internal, register).await;
@@ -81,7 +83,7 @@ async fn a_cloud_user_is_redirected_to_the_cloud() {
 
 #[tokio::test]
 async fn unknown_users_get_404_and_absent_ones_480() {
-    let lab = TestLab::start(23, &["R1", "E1"]).await;
+    let lab = TestLab::start(Suite::FrontEnd.slot(2), &["R1", "E1"]).await;
     let alice = lab.client("alice@contoso.test", At::Internal).await;
     let out = alice
         .send_message("nobody@contoso.test", "hello?")
@@ -97,7 +99,7 @@ async fn unknown_users_get_404_and_absent_ones_480() {
 
 #[tokio::test]
 async fn max_forwards_zero_gets_483() {
-    let lab = TestLab::start(24, &["R1", "E1"]).await;
+    let lab = TestLab::start(Suite::FrontEnd.slot(3), &["R1", "E1"]).await;
     let _adam = lab.client("adam@contoso.test", At::Internal).await;
     let msg = "MESSAGE sip:adam@contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5071;branch=z9hG4bKmf0;rport\r\nMax-Forwards: 0\r\nFrom: <sip:alice@contoso.test>;tag=1\r\nTo: <sip:adam@contoso.test>\r\nCall-ID: mf0\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
     let resp = exchange(&lab, "alice@contoso.test", At::Internal, msg).await;
@@ -109,7 +111,7 @@ async fn max_forwards_zero_gets_483() {
 
 #[tokio::test]
 async fn a_register_for_someone_else_is_forbidden() {
-    let lab = TestLab::start(25, &["R1", "E1"]).await;
+    let lab = TestLab::start(Suite::FrontEnd.slot(4), &["R1", "E1"]).await;
     let register = "REGISTER sip:contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5072;branch=z9hG4bKsteal;rport\r\nMax-Forwards: 70\r\nFrom: <sip:adam@contoso.test>;tag=1\r\nTo: <sip:adam@contoso.test>\r\nCall-ID: steal\r\nCSeq: 1 REGISTER\r\nContact: <sip:adam@{ip}:5072;transport=tls>\r\nContent-Length: 0\r\n\r\n";
     // alice's certificate, adam's AOR: directly at R1 and through E1 (which asserts alice).
     for at in [At::Internal, At::External] {
@@ -128,7 +130,7 @@ async fn a_register_for_someone_else_is_forbidden() {
 async fn a_client_without_a_certificate_is_refused() {
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let lab = TestLab::start(26, &["R1"]).await;
+    let lab = TestLab::start(Suite::FrontEnd.slot(5), &["R1"]).await;
     let cfg = lab.config("alice@contoso.test", At::Internal).await;
     let siplab_node::Certs::Authority(ca) = &lab.certs else {
         unreachable!()
@@ -167,7 +169,7 @@ async fn a_client_without_a_certificate_is_refused() {
 
 #[tokio::test]
 async fn an_invite_dialog_keeps_to_the_record_route_path() {
-    let lab = TestLab::start(27, &["R1", "E1"]).await;
+    let lab = TestLab::start(Suite::FrontEnd.slot(6), &["R1", "E1"]).await;
     let alice = lab.client("alice@contoso.test", At::External).await;
     let adam = lab.client("adam@contoso.test", At::Internal).await;
     let e1_connections = lab.nodes[1].transport.connection_count();
@@ -215,7 +217,7 @@ async fn an_invite_dialog_keeps_to_the_record_route_path() {
 
 #[tokio::test]
 async fn a_client_whose_connection_drops_signs_in_again() {
-    let lab = TestLab::start(28, &["R1", "E1"]).await;
+    let lab = TestLab::start(Suite::FrontEnd.slot(7), &["R1", "E1"]).await;
     let alice = lab.client("alice@contoso.test", At::Internal).await;
     let adam = lab.client("adam@contoso.test", At::External).await;
     let before = alice.registration().unwrap();
@@ -244,7 +246,7 @@ async fn a_request_its_callee_never_answers_gets_408_when_timer_f_fires() {
         timer_b: Duration::from_secs(1),
         ..ProxyConfig::default()
     };
-    let lab = TestLab::start_with(29, &["R1"], config).await;
+    let lab = TestLab::start_with(Suite::FrontEnd.slot(8), &["R1"], config).await;
     let mut silent = silent_alice(&lab).await;
     let started = tokio::time::Instant::now();
     let resp = exchange(&lab, "alice@contoso.test", At::Internal, TO_ALICE).await;
@@ -288,7 +290,7 @@ async fn a_full_transaction_table_answers_503_with_retry_after() {
         timer_b: Duration::from_secs(2),
         ..ProxyConfig::default()
     };
-    let lab = TestLab::start_with(30, &["R1"], config).await;
+    let lab = TestLab::start_with(Suite::FrontEnd.slot(9), &["R1"], config).await;
     let mut silent = silent_alice(&lab).await;
     // The first MESSAGE waits on the silent client and holds the only transaction.
     let first = RawClient::new(&lab, "alice@contoso.test", At::Internal).await;
@@ -309,7 +311,7 @@ async fn a_full_transaction_table_answers_503_with_retry_after() {
 
 #[tokio::test]
 async fn a_cancelled_invite_ends_with_the_callees_487_not_the_answer_to_the_cancel() {
-    let lab = TestLab::start(31, &["R1"]).await;
+    let lab = TestLab::start(Suite::FrontEnd.slot(10), &["R1"]).await;
     let mut callee = silent_alice(&lab).await;
     let mut caller = RawClient::new(&lab, "alice@contoso.test", At::Internal).await;
     caller.send(INVITE_ALICE).await;

@@ -1,6 +1,10 @@
 //! Every row of the path table and its mirror, in one lab on loopback: the Via chain each
 //! receiver observed is the one the article describes.
 
+mod common;
+
+use common::Suite;
+
 use std::sync::Arc;
 
 use siplab_node::Certs;
@@ -10,7 +14,7 @@ use siplab_topology::Lab;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_18_rows_and_their_mirrors_match_the_article() {
-    let lab = Lab::reference().unwrap().localized(40);
+    let lab = Lab::reference().unwrap().localized(Suite::Matrix.slot(0));
     let certs = Certs::Authority(Arc::new(LabCa::generate().unwrap()));
     let run = LabRun::start(lab.clone(), certs).await.expect("lab starts");
     let rows = run_rows(&run, &lab.paths_with_mirrors()).await;

@@ -15,6 +15,8 @@
 
 mod common;
 
+use common::Suite;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -460,7 +462,7 @@ async fn baresip_signs_in_messages_and_calls_through_the_lab() {
         baresips.baresip("baresip-alice"),
         baresips.baresip("baresip-bella"),
     );
-    let lab = Lab::reference().unwrap().localized(0);
+    let lab = Lab::reference().unwrap().localized(Suite::Readme.slot(0));
     let certs = Certs::Dir(work.path().join("certs"));
 
     // Signed in: adam through E1 (A1e), alice at R1 (A1i), each found by RFC 3263 DNS.
@@ -622,7 +624,7 @@ async fn kamailio_is_a_federated_company_of_its_own() {
             &mut started,
         )
     });
-    let lab = Lab::reference().unwrap().localized(0);
+    let lab = Lab::reference().unwrap().localized(Suite::Readme.slot(0));
     let certs_dir = work.path().join("certs");
     let certs = Certs::Dir(certs_dir.clone());
     let alice = signed_in(&lab, &certs, "alice@contoso.test", At::Internal).await;
@@ -730,7 +732,7 @@ async fn linphone_signs_in_messages_and_calls_through_the_lab() {
         clients.linphone("linphone-adam"),
         clients.linphone("linphone-alice"),
     );
-    let lab = Lab::reference().unwrap().localized(0);
+    let lab = Lab::reference().unwrap().localized(Suite::Readme.slot(0));
     let certs = Certs::Dir(work.path().join("certs"));
 
     // Signed in, through the lab's DNS, the server's name checked.

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Suite;
+
 use siplab_runner::{Outcome, run_rows};
 
 use common::{TestLab, received};
@@ -43,22 +45,22 @@ async fn row(slot: u8, id: u32, from: At, to: At) {
 
 #[tokio::test]
 async fn path_01_a1i_to_a1i() {
-    row(11, 1, At::Internal, At::Internal).await;
+    row(Suite::SiteRows.slot(1), 1, At::Internal, At::Internal).await;
 }
 
 #[tokio::test]
 async fn path_02_a1i_to_a1e() {
-    row(12, 2, At::Internal, At::External).await;
+    row(Suite::SiteRows.slot(2), 2, At::Internal, At::External).await;
 }
 
 #[tokio::test]
 async fn path_03_a1e_to_a1i() {
-    row(13, 3, At::External, At::Internal).await;
+    row(Suite::SiteRows.slot(3), 3, At::External, At::Internal).await;
 }
 
 #[tokio::test]
 async fn path_04_a1e_to_a1e() {
-    row(14, 4, At::External, At::External).await;
+    row(Suite::SiteRows.slot(4), 4, At::External, At::External).await;
 }
 
 async fn whole_row(slot: u8, id: u32) {
@@ -77,19 +79,19 @@ async fn whole_row(slot: u8, id: u32) {
 }
 
 rows! {
-    whole_row:
-    path_05_a1i_to_b1e = 105, 5;
-    path_06_a1e_to_b1e = 106, 6;
-    path_07_b1e_to_a1i = 107, 7;
-    path_08_b1e_to_a1e = 108, 8;
-    path_09_a1i_to_a2i = 109, 9;
-    path_10_a1i_to_a2e = 110, 10;
-    path_11_a1e_to_a2i = 111, 11;
-    path_12_a1e_to_a2e = 112, 12;
-    path_13_a1i_to_b2e = 113, 13;
-    path_14_a1e_to_b2e = 114, 14;
-    path_15_b1e_to_a2i = 115, 15;
-    path_16_b1e_to_a2e = 116, 16;
-    path_17_b1e_to_b2e = 117, 17;
-    path_18_b1e_to_b1e = 118, 18;
+    Suite::WholeRows, whole_row:
+    path_05_a1i_to_b1e = 5;
+    path_06_a1e_to_b1e = 6;
+    path_07_b1e_to_a1i = 7;
+    path_08_b1e_to_a1e = 8;
+    path_09_a1i_to_a2i = 9;
+    path_10_a1i_to_a2e = 10;
+    path_11_a1e_to_a2i = 11;
+    path_12_a1e_to_a2e = 12;
+    path_13_a1i_to_b2e = 13;
+    path_14_a1e_to_b2e = 14;
+    path_15_b1e_to_a2i = 15;
+    path_16_b1e_to_a2e = 16;
+    path_17_b1e_to_b2e = 17;
+    path_18_b1e_to_b1e = 18;
 }

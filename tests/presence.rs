@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Suite;
+
 use std::time::Duration;
 
 use siplab_runner::{Outcome, run_presence_rows};
@@ -39,20 +41,20 @@ async fn row(slot: u8, id: u32) {
 }
 
 rows! {
-    row:
-    presence_01_a1i_to_a1i = 131, 1;
-    presence_02_a1i_to_a1e = 132, 2;
-    presence_05_a1i_to_b1e = 135, 5;
-    presence_09_a1i_to_a2i = 139, 9;
-    presence_10_a1i_to_a2e = 140, 10;
-    presence_13_a1i_to_b2e = 143, 13;
-    presence_15_b1e_to_a2i = 145, 15;
-    presence_17_b1e_to_b2e = 147, 17;
+    Suite::PresenceRows, row:
+    presence_01_a1i_to_a1i = 1;
+    presence_02_a1i_to_a1e = 2;
+    presence_05_a1i_to_b1e = 5;
+    presence_09_a1i_to_a2i = 9;
+    presence_10_a1i_to_a2e = 10;
+    presence_13_a1i_to_b2e = 13;
+    presence_15_b1e_to_a2i = 15;
+    presence_17_b1e_to_b2e = 17;
 }
 
 #[tokio::test]
 async fn presence_a_state_change_reaches_a_federated_watcher_and_offline_when_signed_out() {
-    let run = common::whole_lab(150).await;
+    let run = common::whole_lab(Suite::Presence.slot(0)).await;
     // anna (fabrikam, A2i) watches alice (contoso, A1e): federation E2 <-> E1.
     run.place("alice@contoso.test", At::External).await.unwrap();
     run.place("anna@fabrikam.test", At::Internal).await.unwrap();

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::Suite;
+
 use std::time::Duration;
 
 use common::{RawClient, TestLab, WAIT, received, warning};
@@ -145,7 +147,7 @@ async fn adam_still_gets_his_messages(sender: &Ua, adam: &Ua, attacker: &mut Raw
 /// P-Asserted-Identity and the Path E1 gave her.
 #[tokio::test]
 async fn through_the_edge_a_client_cannot_register_or_route_as_another_user() {
-    let lab = TestLab::start(70, &["R1", "E1"]).await;
+    let lab = TestLab::start(Suite::Trust.slot(0), &["R1", "E1"]).await;
     let adam = lab.client(ADAM, At::External).await;
     let (adams, adam_token) = adams_binding(&lab);
     let sender = lab.client(ALICE, At::Internal).await;
@@ -215,7 +217,7 @@ async fn through_the_edge_a_client_cannot_register_or_route_as_another_user() {
 /// it to the same rules.
 #[tokio::test]
 async fn through_the_edges_internal_interface_the_same_rules_hold() {
-    let lab = TestLab::start(71, &["R1", "E1"]).await;
+    let lab = TestLab::start(Suite::Trust.slot(1), &["R1", "E1"]).await;
     let adam = lab.client(ADAM, At::Internal).await;
     let (adams, _) = adams_binding(&lab);
     let sender = lab.client(ALICE, At::External).await;
@@ -231,7 +233,7 @@ async fn through_the_edges_internal_interface_the_same_rules_hold() {
 /// front end checks the certificate itself and strips what a client asserted.
 #[tokio::test]
 async fn at_the_front_end_a_client_cannot_act_for_another_user() {
-    let lab = TestLab::start(72, &["R1", "E1"]).await;
+    let lab = TestLab::start(Suite::Trust.slot(2), &["R1", "E1"]).await;
     let adam = lab.client(ADAM, At::Internal).await;
     let (adams, _) = adams_binding(&lab);
     let sender = lab.client(ALICE, At::External).await;
@@ -272,7 +274,7 @@ async fn at_the_front_end_a_client_cannot_act_for_another_user() {
 async fn through_the_cloud_edge_a_hosted_user_cannot_act_for_another() {
     const BELLA: &str = "bella@contoso.test";
     const BEN: &str = "ben@contoso.test";
-    let lab = TestLab::start(73, &["R1", "E1", "CE", "CP"]).await;
+    let lab = TestLab::start(Suite::Trust.slot(3), &["R1", "E1", "CE", "CP"]).await;
     let bella = lab.client(BELLA, At::External).await;
     let mut mallory = RawClient::towards(&lab, BEN, At::External, "CEx", Purpose::Client).await;
     let pool = format!(
@@ -302,7 +304,7 @@ async fn through_the_cloud_edge_a_hosted_user_cannot_act_for_another() {
 async fn a_federation_peer_cannot_act_for_a_user_of_ours() {
     use siplab_transport::{Destination, Event, Limits, Transport};
     const ANNA: &str = "anna@fabrikam.test";
-    let lab = TestLab::start(74, &["R1", "E1"]).await;
+    let lab = TestLab::start(Suite::Trust.slot(4), &["R1", "E1"]).await;
     let adam = lab.client(ADAM, At::External).await;
     let (adams, adam_token) = adams_binding(&lab);
     // The peer is E2's external interface, with E2's certificate (E2 itself is not started).

@@ -15,6 +15,100 @@ use siplab_ua::{Received, Ua, UaConfig, ViaHop};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Every test's loopback slot (its own addresses, `Lab::localized`), allocated here so that
+/// no two tests that may run at once share one: a suite owns `len` slots from `first`, and a
+/// test takes one of them with [`Suite::slot`]. Overlapping suites do not compile.
+#[derive(Debug, Clone, Copy)]
+pub enum Suite {
+    /// The README's own slot, one test at a time (tests/outside.rs).
+    Readme,
+    /// Rows 1 to 4 with R1 and E1 only (tests/paths.rs), slot by row.
+    SiteRows,
+    /// tests/front_end.rs, one slot per test.
+    FrontEnd,
+    /// The whole path matrix in one lab (tests/matrix.rs).
+    Matrix,
+    /// A call per federation and hybrid row (tests/dialogs.rs), slot by row.
+    Dialogs,
+    /// tests/trust.rs, one slot per test.
+    Trust,
+    /// Rows 5 to 18 in a whole lab each (tests/paths.rs), slot by row.
+    WholeRows,
+    /// tests/federation.rs.
+    Federation,
+    /// Presence per row (tests/presence.rs), slot by row; and its federated watcher.
+    PresenceRows,
+    Presence,
+    /// The four sign-ins (tests/autodiscover.rs), and its DNS-only sign-in.
+    Autodiscover,
+    AutodiscoverDns,
+    /// Held by crates/autodiscover/tests/alpn.rs and crates/client/tests/cli.rs, which
+    /// cannot reach this table: listed so that nothing here takes them.
+    CrateAlpn,
+    CrateClient,
+}
+
+impl Suite {
+    const ALL: [Suite; 14] = [
+        Suite::Readme,
+        Suite::SiteRows,
+        Suite::FrontEnd,
+        Suite::Matrix,
+        Suite::Dialogs,
+        Suite::Trust,
+        Suite::WholeRows,
+        Suite::Federation,
+        Suite::PresenceRows,
+        Suite::Presence,
+        Suite::Autodiscover,
+        Suite::AutodiscoverDns,
+        Suite::CrateAlpn,
+        Suite::CrateClient,
+    ];
+
+    /// The first slot and how many.
+    const fn range(self) -> (u8, u8) {
+        match self {
+            Suite::Readme => (0, 1),
+            Suite::SiteRows => (10, 5),
+            Suite::FrontEnd => (21, 11),
+            Suite::Matrix => (40, 1),
+            Suite::Dialogs => (51, 18),
+            Suite::Trust => (70, 5),
+            Suite::WholeRows => (100, 19),
+            Suite::Federation => (120, 2),
+            Suite::PresenceRows => (130, 18),
+            Suite::Presence => (150, 1),
+            Suite::Autodiscover => (180, 1),
+            Suite::CrateAlpn => (182, 1),
+            Suite::AutodiscoverDns => (184, 1),
+            Suite::CrateClient => (200, 1),
+        }
+    }
+
+    /// The `n`th slot of the suite (a row number, or a test's place in its file).
+    pub fn slot(self, n: u8) -> u8 {
+        let (first, len) = self.range();
+        assert!(n < len, "{self:?} has {len} slots, not {}", n + 1);
+        first + n
+    }
+}
+
+/// No two suites share a slot.
+const _: () = {
+    let mut i = 0;
+    while i < Suite::ALL.len() {
+        let mut j = i + 1;
+        while j < Suite::ALL.len() {
+            let (a, al) = Suite::ALL[i].range();
+            let (b, bl) = Suite::ALL[j].range();
+            assert!(a as u16 + al as u16 <= b as u16 || b as u16 + bl as u16 <= a as u16);
+            j += 1;
+        }
+        i += 1;
+    }
+};
+
 pub struct TestLab {
     pub lab: Lab,
     pub certs: Certs,
@@ -79,16 +173,9 @@ impl TestLab {
     /// What a Via's sent-by host is in the spec's terms: an interface (R1, E1x) or a
     /// client placement (A1e).
     pub fn name_of(&self, host: &str) -> String {
-        let Ok(ip) = host.parse::<IpAddr>() else {
-            return host.to_owned();
-        };
-        if let Some(i) = self.lab.interface_by_addr(ip) {
-            return i.name.to_string();
-        }
-        match self.lab.placement_by_addr(ip) {
-            Some(p) => p.name.to_string(),
-            None => host.to_owned(),
-        }
+        self.lab
+            .name_of_host(host)
+            .unwrap_or_else(|| host.to_owned())
     }
 
     /// The Via chain a receiver observed, top first, by name.
@@ -255,11 +342,11 @@ pub async fn whole_lab(slot: u8) -> siplab_runner::LabRun {
 /// One test per `name = slot, row;`, each calling `$run(slot, row)`.
 #[macro_export]
 macro_rules! rows {
-    ($run:ident: $($name:ident = $slot:literal, $id:literal;)*) => {
+    ($suite:expr, $run:ident: $($name:ident = $id:literal;)*) => {
         $(
             #[tokio::test]
             async fn $name() {
-                $run($slot, $id).await;
+                $run($suite.slot($id), $id).await;
             }
         )*
     };

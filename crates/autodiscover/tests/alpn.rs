@@ -14,6 +14,7 @@ use siplab_sip::Method;
 use siplab_topology::{Lab, Purpose};
 use siplab_transport::{Destination, Event, Limits, TlsConfig, Transport};
 
+/// Listed in the top-level tests' slot table (tests/common, `Suite::CrateAlpn`).
 const SLOT: u8 = 182;
 
 fn tls(ca: &LabCa, issued: siplab_pki::IssuedCert) -> TlsConfig {

@@ -12,6 +12,7 @@ use siplab_topology::Lab;
 use siplab_transport::{Destination, Event, Limits, TlsConfig, Transport};
 
 const BIN: &str = env!("CARGO_BIN_EXE_siplab-client");
+/// Listed in the top-level tests' slot table (tests/common, `Suite::CrateClient`).
 const SLOT: u8 = 200;
 
 #[test]

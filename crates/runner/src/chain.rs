@@ -1,7 +1,7 @@
 //! Via chains in the spec's terms: a sent-by address named back as an interface (`E1x`)
 //! or a client placement (`A1e`), and the chain a receiver should see for a path.
 
-use siplab_topology::{Hop, Lab, Path};
+use siplab_topology::{Hop, InterfaceName, Lab, Path};
 
 /// Names a Via host: an interface, a client placement, or the host itself when neither.
 pub fn name_of(lab: &Lab, host: &str) -> String {
@@ -27,18 +27,22 @@ pub fn reversed(lab: &Lab, hops: &[Hop]) -> Vec<Hop> {
     hops.iter()
         .rev()
         .map(|h| match h {
-            Hop::Interface(i) => {
-                let node = lab.interface(i.as_str()).map(|x| x.node.clone());
-                let other = node.and_then(|n| {
-                    lab.interfaces_of(n.as_str())
-                        .find(|x| x.name != *i)
-                        .map(|x| x.name.clone())
-                });
-                Hop::Interface(other.unwrap_or_else(|| i.clone()))
-            }
+            Hop::Interface(i) => Hop::Interface(other_interface(lab, i)),
             client => client.clone(),
         })
         .collect()
+}
+
+/// The node's other interface (E1x for E1i), or `name` itself when the node has only one
+/// (or is not in the lab).
+pub fn other_interface(lab: &Lab, name: &InterfaceName) -> InterfaceName {
+    let node = lab.interface(name.as_str()).map(|x| x.node.clone());
+    node.and_then(|n| {
+        lab.interfaces_of(n.as_str())
+            .find(|x| x.name != *name)
+            .map(|x| x.name.clone())
+    })
+    .unwrap_or_else(|| name.clone())
 }
 
 /// Presence on a path (section 6): the SUBSCRIBE takes the path up to the watched user's
