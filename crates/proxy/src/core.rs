@@ -300,7 +300,8 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             location: &self.home.location,
         };
         let decision = self.policy.route(&inbound, &self.reach).await;
-        debug!(why = %decision.why, action = ?decision.action, "decided");
+        info!(why = %decision.why, "decided");
+        debug!(action = ?decision.action, "decision");
         match decision.action {
             Action::Forward(f) => {
                 self.forward(msg, *f, &key, (hash, checked.max_forwards), &conn)
@@ -578,8 +579,14 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
         let Some(flow) = self.txns.answer(key, code, &bytes) else {
             return debug!(code, "transaction already answered; dropped");
         };
-        if let Err(e) = self.transport.send(&Destination::Flow(flow), bytes).await {
-            warn!(error = %e, code, "response could not be sent upstream");
+        match self.transport.send(&Destination::Flow(flow), bytes).await {
+            Ok(_) => {}
+            // The client hung up before its answer came (a sign-out that does not wait).
+            Err(e @ TransportError::FlowGone(_)) => {
+                let unsent = self.unsent.fetch_add(1, Ordering::Relaxed) + 1;
+                debug!(error = %e, code, unsent, "response not sent: the connection is gone");
+            }
+            Err(e) => warn!(error = %e, code, "response could not be sent upstream"),
         }
     }
 
@@ -596,7 +603,8 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
         }
     }
 
-    /// How many answers, ACKs and CANCELs could not be sent because their connection was gone.
+    /// How many answers, ACKs and CANCELs could not be sent because their connection was gone
+    /// (responses through a transaction included).
     pub fn unsent(&self) -> u64 {
         self.unsent.load(Ordering::Relaxed)
     }

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use siplab_sip::{HeaderName, Message, Method, NameAddr, ParseError, Via, reason_phrase};
 use siplab_transport::{ConnInfo, Destination};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::call::Call;
@@ -113,8 +113,15 @@ pub(crate) async fn handle(core: &Arc<Core>, conn: &Arc<ConnInfo>, req: Message)
     let span = info_span!("uas", %method, call_id = %received.call_id);
     async {
         info!(from = %received.from, hops = received.vias.len(), "request");
-        if core.received.try_send(received).is_err() {
-            warn!("nobody reads what the client receives; record dropped");
+        match core.received.try_send(received) {
+            Ok(()) => {}
+            // A client run without an observer (`siplab run` signs its users in and out).
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                debug!("no observer of received requests; not recorded")
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!("the observer of received requests is behind; record dropped")
+            }
         }
         let dialog = DialogId::of_request(&req);
         // A NOTIFY of a subscription of ours opens (or is in) its dialog.
