@@ -10,12 +10,13 @@ use common::Suite;
 use siplab_runner::{Outcome, run_rows};
 
 use common::{TestLab, received};
-use siplab_topology::At;
 
-async fn row(slot: u8, id: u32, from: At, to: At) {
+/// Rows 1 to 4: alice to adam, both of R1, placed where the path table says.
+async fn row(slot: u8, id: u32) {
     let lab = TestLab::start(slot, &["R1", "E1"]).await;
-    let sender = lab.client("alice@contoso.test", from).await;
-    let receiver = lab.client("adam@contoso.test", to).await;
+    let path = lab.lab.path(id).cloned().expect("row");
+    let sender = lab.client("alice@contoso.test", path.from.at).await;
+    let receiver = lab.client("adam@contoso.test", path.to.at).await;
     let outcome = sender
         .send_message("adam@contoso.test", &format!("row {id}"))
         .await
@@ -43,24 +44,12 @@ async fn row(slot: u8, id: u32, from: At, to: At) {
     }
 }
 
-#[tokio::test]
-async fn path_01_a1i_to_a1i() {
-    row(Suite::SiteRows.slot(1), 1, At::Internal, At::Internal).await;
-}
-
-#[tokio::test]
-async fn path_02_a1i_to_a1e() {
-    row(Suite::SiteRows.slot(2), 2, At::Internal, At::External).await;
-}
-
-#[tokio::test]
-async fn path_03_a1e_to_a1i() {
-    row(Suite::SiteRows.slot(3), 3, At::External, At::Internal).await;
-}
-
-#[tokio::test]
-async fn path_04_a1e_to_a1e() {
-    row(Suite::SiteRows.slot(4), 4, At::External, At::External).await;
+rows! {
+    Suite::SiteRows, row:
+    path_01_a1i_to_a1i = 1;
+    path_02_a1i_to_a1e = 2;
+    path_03_a1e_to_a1i = 3;
+    path_04_a1e_to_a1e = 4;
 }
 
 async fn whole_row(slot: u8, id: u32) {
