@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use siplab_runner::{Outcome, Row, expected_vias, table};
+use siplab_runner::{Outcome, Row, table};
 use siplab_topology::{At, Lab, Path, Placement};
 
 fn run(cmd: &str, args: &[&str]) -> Output {
@@ -94,20 +94,10 @@ fn registrations(place: Placement) -> usize {
 }
 
 fn row(lab: &Lab, path: &Path, tag: &str) -> Row {
-    let (sender, receiver) = lab.parties(path).expect("row parties");
-    let text = format!("{tag} row {}", path.scenario());
-    let mut r = Row {
-        scenario: path.scenario(),
-        mirrored: path.mirrored,
-        sender: sender.aor.clone(),
-        receiver: receiver.aor.clone(),
-        article: path.hops.iter().map(ToString::to_string).collect(),
-        expected: expected_vias(path),
-        observed: Vec::new(),
-        observed_addresses: Vec::new(),
-        outcome: Outcome::Failed(String::new()),
-    };
-    match send(path.from, &sender.aor, &receiver.aor, &text) {
+    let mut r = Row::pending(lab, path);
+    let (sender, receiver) = (r.sender.clone(), r.receiver.clone());
+    let text = format!("{tag} row {}", r.scenario);
+    match send(path.from, &sender, &receiver, &text) {
         Some(resp) if resp["status"] == 200 => {}
         other => {
             r.outcome = Outcome::Failed(format!("sender got {other:?}"));

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use siplab_node::Certs;
 use siplab_pki::LabCa;
-use siplab_runner::{LabRun, Outcome, expected_vias, name_of, run_rows};
+use siplab_runner::{LabRun, expected_vias, name_of};
 use siplab_sip::{Method, NameAddr};
 use siplab_topology::{Hop, Lab, Path};
 use siplab_ua::{Received, Ua, UaError};
@@ -135,22 +135,14 @@ async fn dialog_row(slot: u8, id: u32, bye: Bye) {
     let lab = &run.lab;
     let path = lab.path(id).cloned().expect("row");
 
-    // The runner picks the row's sender and receiver and places them; its MESSAGE outside
-    // any dialog must take the row's path before a dialog can be expected to.
-    let rows = run_rows(&run, std::slice::from_ref(&path)).await;
-    let row = &rows[0];
-    assert_eq!(
-        row.outcome,
-        Outcome::Match,
-        "row {id} outside a dialog: expected {:?}, observed {:?}",
-        row.expected,
-        row.observed
-    );
-    for (aor, place) in [(&row.sender, path.from), (&row.receiver, path.to)] {
+    // The row's parties, placed where the path table says (the MESSAGE outside a dialog
+    // on the same path is tests/paths.rs's and tests/matrix.rs's to assert).
+    let (sender, receiver) = lab.parties(&path).expect("row parties");
+    for (aor, place) in [(&sender.aor, path.from), (&receiver.aor, path.to)] {
         run.place(aor, place.at).await.expect("placed");
     }
-    let caller = run.client(&row.sender).await.expect("sender's client");
-    let callee = run.client(&row.receiver).await.expect("receiver's client");
+    let caller = run.client(&sender.aor).await.expect("sender's client");
+    let callee = run.client(&receiver.aor).await.expect("receiver's client");
     for ua in [&caller, &callee] {
         while ua.next_received(Duration::ZERO).await.is_some() {}
     }
@@ -159,7 +151,7 @@ async fn dialog_row(slot: u8, id: u32, bye: Bye) {
     println!("row {id}: forward {forward:?}, backward {backward:?}");
 
     // The INVITE takes the row's path; every proxy recorded the route.
-    let mut out = caller.invite(&row.receiver).await.expect("INVITE answered");
+    let mut out = caller.invite(&receiver.aor).await.expect("INVITE answered");
     assert!(out.is_established(), "row {id}: {:?}", out.outcome());
     let mut back = callee.next_call(WAIT).await.expect("the callee's call");
     let invite = next(&callee, Method::Invite, id).await;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use siplab_topology::Path;
+use siplab_topology::{Lab, Path};
 
 use crate::chain::{expected_vias, name_of};
 use crate::lab::LabRun;
@@ -24,6 +24,28 @@ pub struct Row {
     pub observed: Vec<String>,
     pub observed_addresses: Vec<String>,
     pub outcome: Outcome,
+}
+
+impl Row {
+    /// The row of `path` before it is run: its parties, the article's path and the Vias the
+    /// receiver should see; nothing observed yet.
+    pub fn pending(lab: &Lab, path: &Path) -> Row {
+        let (sender, receiver) = lab
+            .parties(path)
+            .map(|(s, r)| (s.aor.clone(), r.aor.clone()))
+            .unwrap_or_default();
+        Row {
+            scenario: path.scenario(),
+            mirrored: path.mirrored,
+            sender,
+            receiver,
+            article: path.hops.iter().map(|h| h.to_string()).collect(),
+            expected: expected_vias(path),
+            observed: Vec::new(),
+            observed_addresses: Vec::new(),
+            outcome: Outcome::Failed(String::new()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,22 +70,8 @@ pub async fn run_rows(run: &LabRun, paths: &[Path]) -> Vec<Row> {
 
 async fn run_row(run: &LabRun, path: &Path) -> Row {
     let lab = &run.lab;
-    let scenario = path.scenario();
-    let (sender, receiver) = lab
-        .parties(path)
-        .map(|(s, r)| (s.aor.clone(), r.aor.clone()))
-        .unwrap_or_default();
-    let mut row = Row {
-        scenario,
-        mirrored: path.mirrored,
-        sender: sender.clone(),
-        receiver: receiver.clone(),
-        article: path.hops.iter().map(|h| h.to_string()).collect(),
-        expected: expected_vias(path),
-        observed: Vec::new(),
-        observed_addresses: Vec::new(),
-        outcome: Outcome::Failed(String::new()),
-    };
+    let mut row = Row::pending(lab, path);
+    let (sender, receiver) = (row.sender.clone(), row.receiver.clone());
     for (aor, place) in [(&sender, path.from), (&receiver, path.to)] {
         if let Err(e) = run.place(aor, place.at).await {
             row.outcome = Outcome::Failed(e.to_string());
