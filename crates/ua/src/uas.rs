@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use siplab_sip::{HeaderName, Message, Method, NameAddr, ParseError, Via, reason_phrase};
-use siplab_transport::{ConnInfo, Destination};
+use siplab_transport::{ConnInfo, Destination, TransportError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -271,6 +271,10 @@ async fn send(core: &Core, conn: &ConnInfo, resp: Message) {
         .await
     {
         Ok(_) => debug!(?status, "responded"),
+        // Signed out: the last NOTIFY of a subscription can arrive as the flow closes.
+        Err(error @ TransportError::FlowGone(_)) => {
+            debug!(?status, %error, "response not sent: signed out")
+        }
         Err(error) => warn!(?status, %error, "response not sent"),
     }
 }
