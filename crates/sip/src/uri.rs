@@ -112,6 +112,21 @@ impl Params {
         }
     }
 
+    /// Sets `name` to `text` as a quoted string (`+sip.instance="<urn:...>"`), its quotes
+    /// and backslashes escaped (RFC 3261 25.1).
+    pub fn set_quoted(&mut self, name: &str, text: &str) {
+        let mut quoted = String::with_capacity(text.len() + 2);
+        quoted.push('"');
+        for c in text.chars() {
+            if matches!(c, '"' | '\\') {
+                quoted.push('\\');
+            }
+            quoted.push(c);
+        }
+        quoted.push('"');
+        self.set(name, Some(&quoted));
+    }
+
     pub fn remove(&mut self, name: &str) {
         self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
     }
@@ -540,6 +555,17 @@ impl fmt::Display for Uri {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_quoted_parameter_stays_one_quoted_string() {
+        let mut p = super::Params::default();
+        p.set_quoted("+sip.instance", "<urn:uuid:1>");
+        p.set_quoted("x", "a\"b");
+        assert_eq!(
+            p.to_string(),
+            ";+sip.instance=\"<urn:uuid:1>\";x=\"a\\\"b\""
+        );
+    }
+
     use super::*;
 
     #[test]

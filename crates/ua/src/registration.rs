@@ -161,8 +161,8 @@ impl Core {
     /// rising CSeq, so the registrar sees refreshes of one registration (RFC 3261 10.2).
     pub(crate) async fn register(&self, conn: &ConnInfo, expires: u32) -> Result<Outcome, UaError> {
         let mut contact = contact_addr(&self.user, conn.local);
-        let instance = format!("\"<{}>\"", self.instance);
-        contact.params.set("+sip.instance", Some(&instance));
+        let instance = format!("<{}>", self.instance);
+        contact.params.set_quoted("+sip.instance", &instance);
         contact.params.set("reg-id", Some("1"));
         contact.params.set("expires", Some(&expires.to_string()));
         let contact = contact.to_string();
