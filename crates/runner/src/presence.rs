@@ -79,15 +79,16 @@ async fn presence_row(run: &LabRun, path: &Path, state: &str) -> PresenceRow {
         Err(e) => return fail(row, format!("PUBLISH: {e}")),
     }
     while w.next_received(Duration::ZERO).await.is_some() {}
-    let call_id = match w.subscribe(&target, 600).await {
-        Ok(o) if o.status == 200 => o
-            .response
-            .call_id()
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .unwrap_or_default(),
+    let subscribed = match w.subscribe(&target, 600).await {
+        Ok(o) if o.status == 200 => o,
         Ok(o) => return fail(row, format!("SUBSCRIBE {} {}", o.status, o.reason)),
         Err(e) => return fail(row, format!("SUBSCRIBE: {e}")),
     };
+    let call_id = subscribed
+        .response
+        .call_id()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .unwrap_or_default();
     let notify = loop {
         match w.next_received(Duration::from_secs(5)).await {
             Some(r) if r.method == Method::Notify => break r,
@@ -105,6 +106,27 @@ async fn presence_row(run: &LabRun, path: &Path, state: &str) -> PresenceRow {
             .find(|s| s.call_id == call_id)
     {
         row.subscribe_observed = sub.vias.iter().map(|h| name_of(lab, h)).collect();
+    }
+    // Watching ends with the row, so that a later change (a sign-out) owes it no NOTIFY.
+    match w.unsubscribe(&subscribed).await {
+        Ok(o) if o.status == 200 => {}
+        Ok(o) => {
+            let warning = o
+                .response
+                .headers
+                .value(&siplab_sip::HeaderName::new("Warning"));
+            let warning = warning
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .unwrap_or_default();
+            return fail(
+                row,
+                format!(
+                    "ending the subscription: {} {} {warning}",
+                    o.status, o.reason
+                ),
+            );
+        }
+        Err(e) => return fail(row, format!("ending the subscription: {e}")),
     }
     row.outcome = if row.subscribe_observed == row.subscribe_expected
         && row.notify_observed == row.notify_expected

@@ -13,7 +13,7 @@ use siplab_sip::{HeaderName, Message, Method, Uri, reason_phrase};
 use siplab_transport::Destination;
 use tracing::{Instrument, info, info_span};
 
-use crate::dialog::{Dialog, Unusable};
+use crate::dialog::Dialog;
 use crate::error::UaError;
 use crate::ids;
 use crate::request::{Head, OutRequest, addr, contact, sdp};
@@ -56,14 +56,8 @@ impl Call {
                     dialog: None,
                 });
             }
-            let dialog = Dialog::as_caller(&call_id, local, 1, &outcome.response).map_err(
-                |why| match why {
-                    Unusable::NoContact => UaError::NoContact {
-                        status: outcome.status,
-                    },
-                    Unusable::Bad { what, error } => UaError::BadResponse { what, error },
-                },
-            )?;
+            let dialog = Dialog::as_caller(&call_id, local, 1, &outcome.response)
+                .map_err(|why| why.into_error(outcome.status))?;
             // Open before the ACK leaves: once the callee has it, it may send in the dialog.
             core.dialogs.open(dialog.id.clone());
             let ack = dialog.ack(conn.local);

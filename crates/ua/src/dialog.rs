@@ -82,6 +82,17 @@ pub(crate) enum Unusable {
     },
 }
 
+impl Unusable {
+    /// As the error of a request whose answer (`status`) or request set the dialog up.
+    pub(crate) fn into_error(self, status: u16) -> crate::error::UaError {
+        use crate::error::UaError;
+        match self {
+            Unusable::NoContact => UaError::NoContact { status },
+            Unusable::Bad { what, error } => UaError::BadResponse { what, error },
+        }
+    }
+}
+
 /// One side of a dialog: everything an in-dialog request is built from.
 #[derive(Debug)]
 pub(crate) struct Dialog {

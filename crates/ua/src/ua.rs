@@ -13,7 +13,7 @@ use tracing::{Instrument, debug, info, info_span};
 
 use crate::call::Call;
 use crate::config::UaConfig;
-use crate::dialog::Dialogs;
+use crate::dialog::{Dialog, Dialogs};
 use crate::error::UaError;
 use crate::ids;
 use crate::registration::{Registration, SignIn, Target};
@@ -99,7 +99,7 @@ impl Core {
         self.registration.send_replace(reg);
     }
 
-    /// A request outside any dialog: a new Call-ID and From tag, CSeq 1.
+    /// A request outside any dialog: a new Call-ID and From tag, CSeq [`FIRST_CSEQ`].
     fn out_of_dialog(&self, method: Method, uri: Uri, conn: &ConnInfo) -> OutRequest {
         OutRequest::new(Head {
             method,
@@ -108,10 +108,13 @@ impl Core {
             from: &self.new_from(),
             to: &addr(&uri),
             call_id: &ids::call_id(&conn.local.ip().to_string()),
-            cseq: 1,
+            cseq: FIRST_CSEQ,
         })
     }
 }
+
+/// The CSeq number of a request outside any dialog (a SUBSCRIBE's, say).
+const FIRST_CSEQ: u32 = 1;
 
 /// A signed-in SIP client. Dropping it stops its tasks and closes its connection.
 pub struct Ua {
@@ -290,6 +293,26 @@ impl Ua {
         ) {
             lock(&self.core.watching).insert((String::from_utf8_lossy(call_id).into_owned(), tag));
         }
+        self.core.transact(&conn, req).await
+    }
+
+    /// Ends the subscription that `subscribed` (the 200 to [`Ua::subscribe`]) set up
+    /// (RFC 6665 4.1.2.3): a SUBSCRIBE with Expires 0 along the dialog's route set, so that
+    /// the notifier owes this client nothing more.
+    pub async fn unsubscribe(&self, subscribed: &Outcome) -> Result<Outcome, UaError> {
+        let ok = &subscribed.response;
+        let bad = |what| move |error| UaError::BadResponse { what, error };
+        let call_id = String::from_utf8_lossy(ok.call_id().map_err(bad("Call-ID"))?).into_owned();
+        let local = ok.from().map_err(bad("From"))?.to_string();
+        let mut dialog = Dialog::as_caller(&call_id, local, FIRST_CSEQ, ok)
+            .map_err(|why| why.into_error(subscribed.status))?;
+        let conn = self.core.current_flow()?;
+        let req = dialog
+            .next_request(Method::Subscribe, conn.local)
+            .header(HeaderName::Event, "presence")
+            .header(HeaderName::Contact, contact(&self.core.user, conn.local))
+            .header(HeaderName::Expires, "0")
+            .empty();
         self.core.transact(&conn, req).await
     }
 
