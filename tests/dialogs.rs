@@ -17,7 +17,7 @@ use std::time::Duration;
 use siplab_node::Certs;
 use siplab_pki::LabCa;
 use siplab_runner::{LabRun, expected_vias, name_of};
-use siplab_sip::{Method, NameAddr};
+use siplab_sip::Method;
 use siplab_topology::{Hop, Lab, Path};
 use siplab_ua::{Received, Ua, UaError};
 
@@ -91,8 +91,8 @@ fn reverse_path_swaps_each_edge_interface_and_keeps_the_rest() {
     assert_eq!(
         names(&siplab_runner::reversed(&lab, &row(17).hops)),
         [
-            "B2e", "CEi", "CP", "CEx", "E2i", "R2", "E2x", "E1i", "R1", "E1x", "CEi", "CP", "CEx",
-            "B1e"
+            "B2e", "CEi", "CP1", "CEx", "E2i", "R2", "E2x", "E1i", "R1", "E1x", "CEi", "CP2",
+            "CEx", "B1e"
         ]
     );
 }
@@ -121,6 +121,7 @@ fn reversed(lab: &Lab, path: &Path) -> Path {
         from: path.to,
         to: path.from,
         hops: siplab_runner::reversed(lab, &path.hops),
+        mirrorable: path.mirrorable,
     }
 }
 
@@ -159,7 +160,7 @@ async fn dialog_row(slot: u8, id: u32, bye: Bye) {
     let rr: Vec<String> = invite
         .record_route
         .iter()
-        .map(|r| record_route_name(lab, r))
+        .map(|r| siplab_runner::name_of_route(lab, r))
         .collect();
     assert_eq!(
         rr,
@@ -246,16 +247,4 @@ fn assert_chain(lab: &Lab, what: &str, id: u32, got: &Received, expected: &[Stri
         "row {id}: {what} arrived with Route {:?}",
         got.route
     );
-}
-
-/// The interface a Record-Route entry names, by its host (an FQDN).
-fn record_route_name(lab: &Lab, entry: &str) -> String {
-    let addr =
-        NameAddr::parse(entry.as_bytes()).unwrap_or_else(|e| panic!("Record-Route {entry:?}: {e}"));
-    let host = addr
-        .sip_uri()
-        .unwrap_or_else(|| panic!("Record-Route {entry:?} is not a SIP URI"))
-        .host
-        .to_string();
-    name_of(lab, &host)
 }

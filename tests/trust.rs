@@ -274,12 +274,12 @@ async fn at_the_front_end_a_client_cannot_act_for_another_user() {
 async fn through_the_cloud_edge_a_hosted_user_cannot_act_for_another() {
     const BELLA: &str = "bella@contoso.test";
     const BEN: &str = "ben@contoso.test";
-    let lab = TestLab::start(Suite::Trust.slot(3), &["R1", "E1", "CE", "CP"]).await;
+    let lab = TestLab::start(Suite::Trust.slot(3), &["R1", "E1", "CE", "CP2"]).await;
     let bella = lab.client(BELLA, At::External).await;
     let mut mallory = RawClient::towards(&lab, BEN, At::External, "CEx", Purpose::Client).await;
     let pool = format!(
         "Route: {}\r\nP-Asserted-Identity: <sip:{BELLA}>\r\n",
-        route_to(&lab, "CP", None)
+        route_to(&lab, "CP2", None)
     );
     let resp = ask(&mut mallory, &register(BEN, BELLA, "ce1", &pool)).await;
     assert_refused(&resp, &["REGISTER for bella@contoso.test", BEN]);

@@ -80,11 +80,17 @@ impl Directory {
                     .and_then(|d| lab.domain(d))
                     .ok_or_else(|| missing("serves no domain of the lab".into()))?;
                 let d = domain.name.as_str();
+                let (Some(frontend), Some(edge)) = (&domain.frontend, &domain.edge) else {
+                    return Err(missing(format!("{d} is a cloud-only tenant")));
+                };
                 // The servers the domain's SIP records name, as its clients' DNS views show them:
                 // both ways of discovery lead to the same place.
-                let pool = lab.interfaces_of(domain.frontend.as_str()).next();
+                let pool = lab
+                    .members(frontend.as_str())
+                    .into_iter()
+                    .find_map(|n| lab.interfaces_of(n.name.as_str()).next());
                 let edge = lab
-                    .interfaces_of(domain.edge.as_str())
+                    .interfaces_of(edge.as_str())
                     .find(|i| i.ports.client.is_some());
                 let srv = |ip: Option<IpAddr>, record: String| {
                     srv_access(lab, ip, &record)
@@ -106,7 +112,7 @@ impl Directory {
                     .filter_map(|u| {
                         let home = if cloud_hosted(u.home.as_str()) {
                             Home::Redirect(root_url(&provider, d))
-                        } else if u.home == domain.frontend {
+                        } else if lab.stands_for(frontend.as_str(), u.home.as_str()) {
                             Home::Here
                         } else {
                             return None;
@@ -373,6 +379,6 @@ mod tests {
             r1.answer(&post, None).status,
             StatusCode::METHOD_NOT_ALLOWED
         );
-        assert!(Directory::for_node(&lab, "CP").is_err());
+        assert!(Directory::for_node(&lab, "CP1").is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! `siplab-cloudpool --node CP`: the cloud pool, home of every cloud-hosted user.
+//! `siplab-cloudpool --node CP1`: a cloud pool server, home of some of the cloud-hosted users.
 
 use siplab_topology::Role;
 

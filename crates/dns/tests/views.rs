@@ -19,7 +19,7 @@ const VIEWS: [&str; 4] = ["contoso-lan", "fabrikam-lan", "internet", "cloud"];
 /// What a cell of the table says.
 #[derive(Clone, Copy)]
 enum Cell {
-    /// A record pointing at an interface.
+    /// A records pointing at interfaces (`"CP1 CP2"`: one record each, in that order).
     A(&'static str),
     /// SRV priority weight port target, the port as the container profile writes it.
     Srv(u16, u16, u16, &'static str),
@@ -57,7 +57,19 @@ fn table() -> Vec<(&'static str, [Cell; 4])> {
         ("sipdir.online.lync.test", [A("CEx"); 4]),
         ("sipfed.online.lync.test", [A("CEx"); 4]),
         ("webdir.online.lync.test", [A("CEx"); 4]),
-        ("sippool01.infra.lync.test", [Nx, Nx, Nx, A("CP")]),
+        ("sippool01.infra.lync.test", [Nx, Nx, Nx, A("CP1 CP2")]),
+        ("cpfe01.infra.lync.test", [Nx, Nx, Nx, A("CP1")]),
+        ("cpfe02.infra.lync.test", [Nx, Nx, Nx, A("CP2")]),
+        // The cloud-only tenant: every public record leads to the cloud, in every view.
+        ("lyncdiscover.northwind.test", [A("CEx"); 4]),
+        (
+            "_sipfederationtls._tcp.northwind.test",
+            [Srv(0, 0, 5061, "sipfed.online.lync.test"); 4],
+        ),
+        (
+            "_sip._tls.northwind.test",
+            [Srv(0, 0, 443, "sipdir.online.lync.test"); 4],
+        ),
         ("sipedge01.infra.lync.test", [Nx, Nx, Nx, A("CEi")]),
         (
             "ns.lab.test",
@@ -91,13 +103,13 @@ fn leak(text: String) -> &'static str {
     Box::leak(text.into_boxed_str())
 }
 
-/// Who asks in a view: a client placement in the three client networks, CP in the cloud.
+/// Who asks in a view: a client placement in the three client networks, CP1 in the cloud.
 fn asker(lab: &Lab, view: &str) -> IpAddr {
     let placement = match view {
         "contoso-lan" => "A1i",
         "fabrikam-lan" => "A2i",
         "internet" => "A1e",
-        _ => return lab.interface("CP").unwrap().ip(),
+        _ => return lab.interface("CP1").unwrap().ip(),
     };
     IpAddr::V4(lab.placement(placement).unwrap().address)
 }
@@ -105,7 +117,13 @@ fn asker(lab: &Lab, view: &str) -> IpAddr {
 /// The cell as the local profile must answer it.
 fn expected(lab: &Lab, cell: Cell) -> Option<String> {
     match cell {
-        A(interface) => Some(format!("A {}", lab.interface(interface).unwrap().ip())),
+        A(interfaces) => Some(
+            interfaces
+                .split_whitespace()
+                .map(|i| format!("A {}", lab.interface(i).unwrap().ip()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         Srv(priority, weight, port, target) => {
             let port = match port {
                 443 => lab.interface("E1x").unwrap().ports.client.unwrap(),

@@ -13,18 +13,19 @@ use siplab_sip::{HeaderName, Host, Method, SipUri};
 use siplab_topology::{Lab, Role};
 use siplab_transport::ConnInfo;
 
-use crate::roles::{Lacks, TrustedPeer};
+use crate::roles::{Lacks, TrustedPeer, pool_entry};
 
 pub struct Edge {
     lab: Lab,
     /// The cloud edge trusts a company's on-prem edge for its tenant's users (hybrid).
     cloud: bool,
-    /// Where clients and accepted federation go: the front end, or the cloud pool.
-    inside: SipUri,
-    /// The inside node's certificate names (requests from it go out), and the interface
-    /// facing it: the only one the inside's assertions are taken on.
+    /// Where clients and accepted federation go: the front end, or the members of the cloud
+    /// pool, in the pool's order (see [`pool_entry`]).
+    inside: Vec<SipUri>,
+    /// The inside node's (or pool's) certificate names (requests from it go out), and the
+    /// interface facing it: the only one the inside's assertions are taken on.
     inside_peer: TrustedPeer,
-    inside_ip: IpAddr,
+    inside_ips: Vec<IpAddr>,
     /// An on-prem edge's SIP domain and the hosting provider that serves its cloud users.
     domain: Option<String>,
     /// Its proxy FQDN and SIP port (section 5: "its configured proxy FQDN").
@@ -41,18 +42,35 @@ impl Edge {
             .frontend
             .as_ref()
             .ok_or_else(|| lacks.what("an inside node (front end or cloud pool)"))?;
-        let inside_if = lab
-            .interfaces_of(inside.as_str())
-            .next()
-            .ok_or_else(|| lacks.what(&format!("an interface of its inside node {inside}")))?;
-        let internal = lab
-            .interfaces_of(node)
-            .find(|i| i.network == inside_if.network)
-            .ok_or_else(|| lacks.what(&format!("an interface on {inside}'s network")))?;
-        let inside_fqdn = inside_if
-            .fqdns
-            .first()
-            .ok_or_else(|| lacks.what(&format!("an FQDN of {}", inside_if.name)))?;
+        let mut uris = Vec::new();
+        let mut names: Vec<String> = lab
+            .pool(inside.as_str())
+            .map(|p| p.fqdn.clone())
+            .into_iter()
+            .collect();
+        let mut ips = Vec::new();
+        let mut internal = None;
+        for member in lab.members(inside.as_str()) {
+            let m = member.name.as_str();
+            let inside_if = lab
+                .interfaces_of(m)
+                .next()
+                .ok_or_else(|| lacks.what(&format!("an interface of its inside node {m}")))?;
+            let facing = lab
+                .interfaces_of(node)
+                .find(|i| i.network == inside_if.network)
+                .ok_or_else(|| lacks.what(&format!("an interface on {m}'s network")))?;
+            internal.get_or_insert(facing);
+            let fqdn = inside_if
+                .fqdns
+                .first()
+                .ok_or_else(|| lacks.what(&format!("an FQDN of {}", inside_if.name)))?;
+            uris.push(SipUri::new(None, Host::named(fqdn), inside_if.ports.sip));
+            names.extend(inside_if.fqdns.iter().cloned());
+            ips.push(inside_if.ip());
+        }
+        let internal =
+            internal.ok_or_else(|| lacks.what(&format!("an inside node in {inside}")))?;
         let domain = n.domain.clone();
         let hosting_provider = domain.as_deref().and_then(|d| lab.domain(d)).map(|d| {
             let port = lab
@@ -65,17 +83,24 @@ impl Edge {
         });
         Ok(Edge {
             cloud: n.role == Role::CloudEdge,
-            inside: SipUri::new(None, Host::named(inside_fqdn), inside_if.ports.sip),
+            inside: uris,
             inside_peer: TrustedPeer {
                 interface: Arc::from(internal.name.as_str()),
-                names: inside_if.fqdns.clone(),
+                names,
             },
-            inside_ip: inside_if.ip(),
+            inside_ips: ips,
             source: internal.ip(),
             domain,
             hosting_provider,
             lab: lab.clone(),
         })
+    }
+
+    /// The inside member a request concerning `tenant` enters by (the one inside node when
+    /// it is no pool).
+    fn entry(&self, tenant: &str) -> SipUri {
+        let i = pool_entry(tenant, self.inside.len());
+        self.inside[i.min(self.inside.len() - 1)].clone()
     }
 
     /// The address whose DNS view this node resolves in.
@@ -88,8 +113,9 @@ impl Edge {
     }
 
     /// Section 7: a federated request is accepted when the peer's certificate names the
-    /// host that `_sipfederationtls._tcp` of the From domain points to, or the peer is the
-    /// configured hosting provider of that domain. The cloud edge also accepts a company's
+    /// host that `_sipfederationtls._tcp` of the From domain points to (a cloud-only
+    /// tenant's leads to the hosting provider), or the From domain is this edge's own and
+    /// the peer its configured hosting provider. The cloud edge also accepts a company's
     /// on-prem edge carrying a request for one of its tenant's users (the hybrid partner of
     /// the To domain, as in rows 13 and 17).
     async fn check_federation(&self, req: &Inbound<'_>, reach: &impl Reach) -> Result<(), String> {
@@ -102,10 +128,15 @@ impl Edge {
         if edge_of(&from).await.is_some_and(|h| peer.names_host(&h)) {
             return Ok(());
         }
+        // The hosting provider this edge is configured with serves its own domain only: it
+        // may not speak for any other (the article's question, answered: Office 365 cannot
+        // pose as every SIP domain).
         if self
-            .lab
-            .domain(&from)
-            .is_some_and(|d| peer.names_host(&d.hosting_provider))
+            .domain
+            .as_deref()
+            .is_some_and(|d| d.eq_ignore_ascii_case(&from))
+            && let Some((hp, _)) = &self.hosting_provider
+            && peer.names_host(hp)
         {
             return Ok(());
         }
@@ -116,8 +147,12 @@ impl Edge {
         {
             return Ok(());
         }
+        let expected = match edge_of(&from).await {
+            Some(host) => host,
+            None => format!("a _sipfederationtls._tcp.{from} record"),
+        };
         Err(format!(
-            "{} is neither the federation edge nor the hosting provider of {from}",
+            "{} is neither the federation edge of {from} ({expected}) nor its hosting provider here",
             peer.describe()
         ))
     }
@@ -130,7 +165,7 @@ impl Edge {
                 .names
                 .iter()
                 .any(|i| i.eq_ignore_ascii_case(n)),
-            Host::Ip(ip) => *ip == self.inside_ip,
+            Host::Ip(ip) => self.inside_ips.contains(ip),
         }
     }
 
@@ -195,7 +230,7 @@ impl Policy for Edge {
                 if !self.is_inside_uri(next) {
                     return Decision::untrusted(format!(
                         "a request from outside is routed only to {}, not to {next}",
-                        self.inside
+                        self.inside_peer.names.join(" or ")
                     ));
                 }
                 return self.inward(req, Why::RouteSet, next.clone());
@@ -212,8 +247,17 @@ impl Policy for Edge {
         };
         if !from_inside {
             // A client signed in through us, or accepted federation: to the inside, which
-            // knows its users.
-            return self.inward(req, Why::Inward, self.inside.clone());
+            // knows its users; into a pool at the member the tenant concerned picks (the
+            // client's own, or the Request-URI's).
+            if self.is_inside_uri(ruri) {
+                // The remote target of a dialog an inside member holds (its Contact).
+                return self.inward(req, Why::Inward, ruri.clone());
+            }
+            let tenant = match certificate_aor(req.conn) {
+                Some(aor) => aor.domain().to_owned(),
+                None => ruri.host.to_string(),
+            };
+            return self.inward(req, Why::Inward, self.entry(&tenant));
         }
         // From the inside, out: the company's own users that reach the edge are hosted in
         // the cloud (shared address space); other domains are federation.
@@ -313,9 +357,58 @@ mod tests {
                 .expect(Why::Refused, Expect::Status(404)),
         ];
         run_table(&e1, &table).await;
+        let hp = "sipfed.online.lync.test";
+        let federated = [
+            Case::new("the hosting provider, for this edge's own domain")
+                .by_peer(hp, "E1x", "ben@contoso.test")
+                .request("MESSAGE", "sip:alice@contoso.test")
+                .expect(Why::Inward, Expect::To(r1)),
+            Case::new("the hosting provider, for a cloud-only tenant whose record names it")
+                .by_peer(hp, "E1x", "nina@northwind.test")
+                .request("MESSAGE", "sip:alice@contoso.test")
+                .expect(Why::Inward, Expect::To(r1)),
+            Case::new("the hosting provider, posing as another hybrid domain")
+                .by_peer(hp, "E1x", "berta@fabrikam.test")
+                .request("MESSAGE", "sip:alice@contoso.test")
+                .expect(Why::Untrusted, Expect::Status(403)),
+        ];
+        run_table(&e1, &federated).await;
         // Assertions are taken only from the inside, on the interface facing it.
         let inside = |interface| crate::roles::testing::peer_conn(r1, interface);
         assert!(e1.trusts_assertion(&inside("E1i")));
         assert!(!e1.trusts_assertion(&inside("E1x")));
+    }
+
+    /// The cloud edge hands a request into the pool at the member the tenant concerned
+    /// picks: a client's own tenant, else the Request-URI's.
+    #[tokio::test]
+    async fn the_cloud_edge_enters_the_pool_by_tenant() {
+        let lab = lab();
+        let ce = Edge::new(&lab, "CE").unwrap();
+        let (cp1, cp2) = ("cpfe01.infra.lync.test", "cpfe02.infra.lync.test");
+        let table = [
+            Case::new("a contoso.test client: CP2")
+                .by_client("ben@contoso.test")
+                .request("MESSAGE", "sip:anna@fabrikam.test")
+                .expect(Why::Inward, Expect::To(cp2)),
+            Case::new("a northwind.test client: CP1")
+                .by_client("nina@northwind.test")
+                .request("MESSAGE", "sip:alice@contoso.test")
+                .expect(Why::Inward, Expect::To(cp1)),
+            Case::new("from a hybrid partner, for fabrikam.test: CP1")
+                .by_peer("sip.fabrikam.test", "CEx", "anna@fabrikam.test")
+                .request("MESSAGE", "sip:bruno@fabrikam.test")
+                .expect(Why::Inward, Expect::To(cp1)),
+            Case::new("in-dialog, to the Contact of a member, with no Route left")
+                .by_peer("sip.fabrikam.test", "CEx", "anna@fabrikam.test")
+                .request("SUBSCRIBE", "sip:cpfe02.infra.lync.test:5061;transport=tls")
+                .expect(Why::Inward, Expect::To(cp2)),
+            Case::new("in-dialog, along a Route naming the pool and its member")
+                .by_client("ben@contoso.test")
+                .request("BYE", "sip:anna@fabrikam.test")
+                .next_route("sip:sippool01.infra.lync.test:5061;transport=tls;ms-fe=cpfe02.infra.lync.test;lr")
+                .expect(Why::RouteSet, Expect::To("sippool01.infra.lync.test")),
+        ];
+        run_table(&ce, &table).await;
     }
 }

@@ -76,9 +76,9 @@ fn prepare(lab: &Lab, certs: &Path, setup: &OutsideSetup) -> Result<Prepared, No
         .ok_or_else(|| err("not a user of the lab".into()))?;
     let cloud = match (user.class, setup.dns_only) {
         (UserClass::B, false) => Some(
-            lab.node(domain.frontend.as_str())
-                .and_then(|n| n.cloud_redirect.clone())
-                .ok_or_else(|| err(format!("{} has no cloud redirect", domain.frontend)))?,
+            lab.cloud_redirect(domain)
+                .cloned()
+                .ok_or_else(|| err(format!("no cloud redirect for {}", domain.name)))?,
         ),
         _ => None,
     };
@@ -89,8 +89,16 @@ fn prepare(lab: &Lab, certs: &Path, setup: &OutsideSetup) -> Result<Prepared, No
     };
     let server = match (&cloud, setup.at) {
         (Some(c), _) => (c.host.clone(), c.port),
-        (None, At::External) => listener(domain.edge.as_str(), Purpose::Client)?,
-        (None, At::Internal) => listener(domain.frontend.as_str(), Purpose::Sip)?,
+        (None, at) => {
+            let (node, purpose) = match at {
+                At::External => (&domain.edge, Purpose::Client),
+                At::Internal => (&domain.frontend, Purpose::Sip),
+            };
+            let node = node
+                .as_ref()
+                .ok_or_else(|| err(format!("{} has no servers of its own", domain.name)))?;
+            listener(node.as_str(), purpose)?
+        }
     };
     let pem = |path: &Path| {
         std::fs::read_to_string(path).map_err(|e| NodeError::Certificate {

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use siplab_proxy::{Decision, Inbound, Why};
+use siplab_proxy::{Decision, Inbound, NextHop, Why};
 use siplab_sip::{Aor, Host, SipUri};
 use siplab_topology::Lab;
 use siplab_transport::ConnInfo;
@@ -79,6 +79,87 @@ impl HomeEdge {
     }
 }
 
+/// The other members of a registrar's pool (none for a node in no pool): where a request for
+/// a user homed on one of them is passed on, and peers whose assertions count, since a member
+/// passes on what the edge asserted.
+pub(crate) struct PoolPeers {
+    /// Member name and URI, in the pool's order.
+    pub members: Vec<(String, SipUri)>,
+    pub trusted: TrustedPeer,
+}
+
+impl PoolPeers {
+    pub fn of(lab: &Lab, node: &str) -> Result<PoolPeers, NodeError> {
+        let lacks = Lacks(node);
+        let ours = lab
+            .interfaces_of(node)
+            .next()
+            .ok_or_else(|| lacks.what("an interface"))?;
+        let mut members = Vec::new();
+        let mut names = Vec::new();
+        let others = lab.pool_of(node).into_iter().flat_map(|p| &p.members);
+        for member in others.filter(|m| *m != node) {
+            let m = member.as_str();
+            let iface = lab
+                .interface_on(m, &ours.network)
+                .ok_or_else(|| lacks.what(&format!("an interface of {m} on its network")))?;
+            let fqdn = iface
+                .fqdns
+                .first()
+                .ok_or_else(|| lacks.what(&format!("an FQDN of {}", iface.name)))?;
+            members.push((
+                m.to_owned(),
+                SipUri::new(None, Host::named(fqdn), iface.ports.sip),
+            ));
+            names.extend(iface.fqdns.iter().cloned());
+        }
+        Ok(PoolPeers {
+            members,
+            trusted: TrustedPeer {
+                interface: Arc::from(ours.name.as_str()),
+                names,
+            },
+        })
+    }
+
+    /// The member `home` names, when it is another member of this pool.
+    pub fn member(&self, home: &str) -> Option<&SipUri> {
+        self.members.iter().find(|(m, _)| m == home).map(|(_, u)| u)
+    }
+
+    /// On to the member a Request-URI names (its Contact, in a dialog that member holds).
+    pub fn named_by(&self, uri: &SipUri) -> Option<Decision> {
+        let (_, member) = self
+            .members
+            .iter()
+            .find(|(_, m)| match (&m.host, &uri.host) {
+                (Host::Name(a), Host::Name(b)) => a.eq_ignore_ascii_case(b),
+                (a, b) => a == b,
+            })?;
+        Some(Decision::to(Why::PoolMember, NextHop::Uri(member.clone())))
+    }
+
+    /// On to the member that homes the user concerned.
+    pub fn pass_on(&self, home: &str) -> Option<Decision> {
+        let uri = self.member(home)?.clone();
+        Some(Decision::to(Why::PoolMember, NextHop::Uri(uri)))
+    }
+}
+
+/// The member of a pool of `members` an edge hands a request concerning `tenant` to: FNV-1a
+/// of the lower-cased domain, reduced to the range by multiplication (the high bits, which
+/// FNV spreads well, unlike its low ones). A tenant's requests always enter at the same
+/// member; that member passes on what is for users homed elsewhere.
+pub(crate) fn pool_entry(tenant: &str, members: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in tenant.bytes().map(|b| b.to_ascii_lowercase()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let reduced = (u128::from(hash) * members as u128) >> 64;
+    usize::try_from(reduced).unwrap_or(0)
+}
+
 /// A user homed on this node: its presence answered here, anything else delivered down the
 /// flow it registered on, directly or through its edge's Path (section 5), when signed in.
 pub(crate) fn home_user(req: &Inbound<'_>, aor: Aor) -> Decision {
@@ -88,6 +169,23 @@ pub(crate) fn home_user(req: &Inbound<'_>, aor: Aor) -> Decision {
     match req.location.lookup(&aor) {
         Some(b) => Decision::forward(Why::HomeUser, b.forward()),
         None => Decision::refuse(480, format!("{aor} is not signed in")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pool_entry;
+
+    /// The entries lab.toml's homes are chosen by: contoso.test enters the cloud pool at its
+    /// second member, fabrikam.test and northwind.test at the first; one member takes all.
+    #[test]
+    fn a_tenant_enters_a_pool_at_one_member() {
+        assert_eq!(pool_entry("contoso.test", 2), 1);
+        assert_eq!(pool_entry("CONTOSO.test", 2), 1);
+        assert_eq!(pool_entry("fabrikam.test", 2), 0);
+        assert_eq!(pool_entry("northwind.test", 2), 0);
+        assert_eq!(pool_entry("contoso.test", 1), 0);
+        assert_eq!(pool_entry("anything", 0), 0);
     }
 }
 
@@ -120,6 +218,7 @@ pub(crate) mod testing {
             match domain {
                 "contoso.test" => Ok(("sip.contoso.test".into(), 5061)),
                 "fabrikam.test" => Ok(("sip.fabrikam.test".into(), 5061)),
+                "northwind.test" => Ok(("sipfed.online.lync.test".into(), 5061)),
                 _ => Err(format!("no _sipfederationtls record for {domain}")),
             }
         }

@@ -92,6 +92,7 @@ pub async fn start_node(
                 .cloned()
                 .unwrap_or_else(|| iface.ip().to_string()),
             names,
+            pool: lab.pool_of(name).map(|p| p.fqdn.clone()),
         });
     }
     let (location, presence) = match node.role {

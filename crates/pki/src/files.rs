@@ -36,7 +36,7 @@ fn ca_key_path(dir: &Path) -> PathBuf {
     dir.join("ca.key")
 }
 
-/// The certificate and key of node interface `name` (`E1x`, `CP`, ...) under `dir`.
+/// The certificate and key of node interface `name` (`E1x`, `CP1`, ...) under `dir`.
 pub fn node_cert_paths(dir: &Path, name: &str) -> CertPaths {
     cert_paths(&dir.join(NODES), name)
 }

@@ -45,6 +45,12 @@ pub enum Why {
     /// From a cloud user, for anyone not hosted here of the sender's tenant: out through
     /// the cloud edge to the sender's tenant's on-prem edge (section 5, rows 5-8, 15-17).
     HybridPartner,
+    /// From a cloud user of a tenant that federates `direct`: out through the cloud edge to
+    /// the `_sipfederationtls._tcp` edge of the Request-URI's domain.
+    DirectFederation,
+    /// The user concerned is homed on another member of this node's pool: passed on to it
+    /// (the article's capture: "no user on it, so it passes the packet on").
+    PoolMember,
     /// Addressed to this node itself (OPTIONS: its capabilities).
     ThisNode,
     /// Answered with an error: the Warning says which check failed (no such user, not
@@ -74,6 +80,8 @@ impl Why {
             Why::HostingProvider => "the domain's cloud users: to the hosting provider",
             Why::Federation => "_sipfederationtls of the domain",
             Why::HybridPartner => "a cloud user's traffic: to its tenant's on-prem edge",
+            Why::DirectFederation => "a direct tenant: to the partner's federation edge",
+            Why::PoolMember => "homed on another pool member: passed on to it",
             Why::ThisNode => "addressed to this node",
             Why::Refused => "refused",
             Why::Untrusted => "refused by the trust rules",
@@ -119,7 +127,7 @@ impl Reply {
         self
     }
 
-    /// The 200 to an OPTIONS addressed to a node: what every role serves (R1, R2 and CP
+    /// The 200 to an OPTIONS addressed to a node: what every role serves (R1, R2 and CP1, CP2
     /// answer PUBLISH; an edge passes it on), and the extensions of RFC 3327 and RFC 5626.
     pub fn capabilities() -> Reply {
         Reply::new(200)

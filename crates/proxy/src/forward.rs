@@ -24,12 +24,34 @@ pub struct OwnInterface {
     pub fqdn: String,
     /// Every name of it, to recognise a Route or Request-URI naming this node.
     pub names: Vec<String>,
+    /// The FQDN of the pool this node is a member of: its Record-Route names the pool, with
+    /// this member as its pool member (`ms-fe`, [`SipUri::pool_member`]).
+    pub pool: Option<String>,
+}
+
+/// The host a Route or next hop leads to: the pool member it names, else its host.
+fn route_host(uri: &SipUri) -> Host {
+    match uri.pool_member() {
+        Some(member) => Host::named(member),
+        None => uri.host.clone(),
+    }
 }
 
 impl OwnInterface {
     /// `sip:[user@]fqdn:port;transport=tls`: this interface as a URI, at the listener `port`.
     fn uri(&self, user: Option<&str>, port: u16) -> SipUri {
         SipUri::tls(user, Host::named(&self.fqdn), Some(port))
+    }
+
+    /// The URI this interface records routes as: itself, or for a pool member the pool's
+    /// FQDN with the member as `ms-fe`.
+    fn route_uri(&self, user: Option<&str>, port: u16) -> SipUri {
+        match &self.pool {
+            Some(pool) => {
+                SipUri::tls(user, Host::named(pool), Some(port)).with_pool_member(&self.fqdn)
+            }
+            None => self.uri(user, port),
+        }
     }
 
     /// The Contact of requests and answers this node makes itself on this interface.
@@ -61,6 +83,12 @@ impl Interfaces {
             Host::Name(n) => i.names.iter().any(|m| m.eq_ignore_ascii_case(n)),
             Host::Ip(ip) => i.addr.ip() == *ip,
         })
+    }
+
+    /// Whether a Route leads to this node: it names one of its hosts, or the pool member it
+    /// names is this node.
+    fn is_own_route(&self, uri: &SipUri) -> bool {
+        self.is_own_host(&route_host(uri))
     }
 
     /// Whether a Request-URI names this node itself rather than a user.
@@ -98,7 +126,7 @@ impl Interfaces {
             let Some(uri) = routes.first().and_then(NameAddr::sip_uri) else {
                 return (route_flow, None);
             };
-            if !self.is_own_host(&uri.host) {
+            if !self.is_own_route(uri) {
                 return (route_flow, Some(uri.clone()));
             }
             if let Some(user) = &uri.user
@@ -155,7 +183,7 @@ pub(crate) async fn locate(
             None => Err(Reply::because(430, "the user's connection is gone")),
         },
         NextHop::Uri(uri) => {
-            let host = match &uri.host {
+            let host = match route_host(uri) {
                 Host::Name(n) => n.clone(),
                 Host::Ip(ip) => ip.to_string(),
             };
@@ -223,7 +251,7 @@ pub(crate) fn record_route(
 ) {
     let entry = |iface: &OwnInterface, port: u16, token: Option<FlowToken>| {
         let user = token.map(|t| t.to_string());
-        NameAddr::loose_route(iface.uri(user.as_deref(), port)).to_string()
+        NameAddr::loose_route(iface.route_uri(user.as_deref(), port)).to_string()
     };
     if in_if.name == out_if.name && in_port == out_port {
         let rr = entry(out_if, in_port, token_in.or(token_out));

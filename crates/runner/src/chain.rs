@@ -1,11 +1,27 @@
 //! Via chains in the spec's terms: a sent-by address named back as an interface (`E1x`)
 //! or a client placement (`A1e`), and the chain a receiver should see for a path.
 
+use siplab_sip::NameAddr;
 use siplab_topology::{Hop, InterfaceName, Lab, Path};
 
 /// Names a Via host: an interface, a client placement, or the host itself when neither.
 pub fn name_of(lab: &Lab, host: &str) -> String {
     lab.name_of_host(host).unwrap_or_else(|| host.to_owned())
+}
+
+/// Names a Route or Record-Route entry: by the pool member it names (`ms-fe`), else by its
+/// host; the entry itself when it is no SIP name-addr.
+pub fn name_of_route(lab: &Lab, entry: &str) -> String {
+    match NameAddr::parse(entry.as_bytes())
+        .ok()
+        .and_then(|a| a.sip_uri().cloned())
+    {
+        Some(uri) => match uri.pool_member() {
+            Some(member) => name_of(lab, member),
+            None => name_of(lab, &uri.host.to_string()),
+        },
+        None => entry.to_owned(),
+    }
 }
 
 /// The Vias the receiver of `path` sees, top first: the path without its receiver, reversed.

@@ -9,7 +9,7 @@ mod presence;
 mod report;
 mod scenario;
 
-pub use chain::{expected_vias, name_of, other_interface, presence_vias, reversed};
+pub use chain::{expected_vias, name_of, name_of_route, other_interface, presence_vias, reversed};
 pub use lab::{LabRun, RunError, SignInReport};
 pub use load::{LoadFigures, path_load};
 pub use presence::{PresenceRow, run_presence_rows};

@@ -296,6 +296,9 @@ pub struct SipUri {
     pub headers: Option<String>,
 }
 
+/// The parameter of [`SipUri::pool_member`].
+const POOL_MEMBER: &str = "ms-fe";
+
 impl SipUri {
     /// A plain URI of `host` (and `user`), no parameters.
     pub fn new(user: Option<&str>, host: Host, port: Option<u16>) -> SipUri {
@@ -321,6 +324,23 @@ impl SipUri {
     /// This URI with a flag parameter (`lr`, `ob`) added.
     pub fn flag(mut self, name: &str) -> SipUri {
         self.params.set(name, None);
+        self
+    }
+
+    /// The pool member a pool's Record-Route names (`ms-fe`, as Skype for Business writes
+    /// it: `sip:sippoolAM30E08.infra.lync.com;ms-fe=AM30E08FES03.infra.lync.com;lr`).
+    pub fn pool_member(&self) -> Option<&str> {
+        self.params.value(POOL_MEMBER)
+    }
+
+    /// This URI of a pool (`host`) with `member` as the member holding the dialog.
+    pub fn with_pool_member(self, member: &str) -> SipUri {
+        self.param(POOL_MEMBER, member)
+    }
+
+    /// This URI with parameter `name` set to `value` (a token or host, written as is).
+    pub fn param(mut self, name: &str, value: &str) -> SipUri {
+        self.params.set(name, Some(value));
         self
     }
 

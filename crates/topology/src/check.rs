@@ -8,13 +8,21 @@ use std::net::Ipv4Addr;
 
 use crate::error::TopologyError;
 use crate::lab::Lab;
-use crate::model::{Hop, Interface, Node, RecordData, Role};
+use crate::model::{Federation, Hop, Interface, Node, RecordData, Role};
 use crate::names::{At, NodeName, UserClass};
 
 pub(crate) fn lab(lab: &Lab) -> Result<(), TopologyError> {
     unique("zone", &lab.zones)?;
     unique("network", lab.networks.iter().map(|n| &n.name))?;
     unique("domain", lab.domains.iter().map(|d| &d.name))?;
+    unique("node", lab.nodes.iter().map(|n| &n.name))?;
+    unique(
+        "node or pool",
+        lab.nodes
+            .iter()
+            .map(|n| &n.name)
+            .chain(lab.pools.iter().map(|p| &p.name)),
+    )?;
     unique("company", lab.domains.iter().map(|d| d.company))?;
     unique("user", lab.users.iter().map(|u| u.aor.to_ascii_lowercase()))?;
     unique("node", lab.nodes.iter().map(|n| &n.name))?;
@@ -24,6 +32,7 @@ pub(crate) fn lab(lab: &Lab) -> Result<(), TopologyError> {
     unique("path", lab.paths.iter().map(|p| p.id))?;
     networks(lab)?;
     addresses(lab)?;
+    pools(lab)?;
     for node in &lab.nodes {
         self::node(lab, node)?;
     }
@@ -207,8 +216,9 @@ fn node(lab: &Lab, node: &Node) -> Result<(), TopologyError> {
             } else {
                 &domain.edge
             };
-            if *own != node.name {
-                let problem = format!("domain {name:?} has {role} {:?}", own.as_str());
+            let own = own.as_ref().map_or("none", NodeName::as_str);
+            if !lab.stands_for(own, node.name.as_str()) {
+                let problem = format!("domain {name:?} has {role} {own:?}");
                 return Err(invalid(problem));
             }
         }
@@ -224,11 +234,20 @@ fn node(lab: &Lab, node: &Node) -> Result<(), TopologyError> {
             (Some(wanted), Some(peer)) => (wanted, peer.as_str()),
             (None, None) => continue,
         };
-        let other = lab
-            .node(peer)
-            .ok_or_else(|| invalid(format!("{field} {peer:?} is not a node")))?;
-        if other.role != wanted {
-            let problem = format!("{field} {peer:?} has role {}, not {wanted}", other.role);
+        let others = lab.members(peer);
+        if others.is_empty() {
+            return Err(invalid(format!("{field} {peer:?} is not a node or pool")));
+        }
+        if let Some(other) = others.iter().find(|o| o.role != wanted) {
+            let problem = if other.name == peer {
+                format!("{field} {peer:?} has role {}, not {wanted}", other.role)
+            } else {
+                let member = other.name.as_str();
+                format!(
+                    "{field} {peer:?} has member {member:?} of role {}, not {wanted}",
+                    other.role
+                )
+            };
             return Err(invalid(problem));
         }
     }
@@ -260,27 +279,78 @@ fn pairing(lab: &Lab, node: &Node) -> Result<(), TopologyError> {
         ("frontend", &node.frontend, "edge"),
     ];
     for (field, peer, back) in links {
-        let Some(other) = peer.as_ref().and_then(|peer| lab.node(peer.as_str())) else {
-            continue;
-        };
-        let names_back = if back == "frontend" {
-            &other.frontend
-        } else {
-            &other.edge
-        };
-        if names_back.as_ref() != Some(&node.name) {
-            let problem = format!(
-                "its {field} {:?} does not name it as {back}",
-                other.name.as_str()
-            );
-            return Err(TopologyError::invalid(entry, problem));
+        for other in peer.iter().flat_map(|peer| lab.members(peer.as_str())) {
+            let names_back = if back == "frontend" {
+                &other.frontend
+            } else {
+                &other.edge
+            };
+            if !names_back
+                .as_ref()
+                .is_some_and(|b| lab.stands_for(b.as_str(), node.name.as_str()))
+            {
+                let problem = format!(
+                    "its {field} {:?} does not name it as {back}",
+                    other.name.as_str()
+                );
+                return Err(TopologyError::invalid(entry, problem));
+            }
+            if !share_network(lab, &node.name, &other.name) {
+                let problem = format!(
+                    "shares no network with its {field} {:?}",
+                    other.name.as_str()
+                );
+                return Err(TopologyError::invalid(entry, problem));
+            }
         }
-        if !share_network(lab, &node.name, &other.name) {
-            let problem = format!(
-                "shares no network with its {field} {:?}",
-                other.name.as_str()
-            );
-            return Err(TopologyError::invalid(entry, problem));
+    }
+    Ok(())
+}
+
+/// A pool has members, each a registrar node (front end or cloud pool) of one role, in no
+/// other pool, and its FQDN resolves to every member in some view.
+fn pools(lab: &Lab) -> Result<(), TopologyError> {
+    let mut pool_of: HashMap<&str, &str> = HashMap::new();
+    for pool in &lab.pools {
+        let entry = format!("pool {:?}", pool.name.as_str());
+        let invalid = |problem: String| TopologyError::invalid(&entry, problem);
+        let Some(first) = pool.members.first() else {
+            return Err(invalid("has no members".into()));
+        };
+        let role = lab.node(first.as_str()).map(|n| n.role);
+        for member in &pool.members {
+            let m = member.as_str();
+            let node = lab
+                .node(m)
+                .ok_or_else(|| invalid(format!("member {m:?} is not a node")))?;
+            if !matches!(node.role, Role::Frontend | Role::CloudPool) {
+                return Err(invalid(format!(
+                    "member {m:?} is a {}, not a registrar",
+                    node.role
+                )));
+            }
+            if Some(node.role) != role {
+                return Err(invalid(format!(
+                    "member {m:?} is a {}, unlike {:?}",
+                    node.role,
+                    first.as_str()
+                )));
+            }
+            if let Some(other) = pool_of.insert(m, pool.name.as_str()) {
+                return Err(invalid(format!("member {m:?} is in pool {other:?} too")));
+            }
+            let resolves = lab.views.iter().any(|view| {
+                view.lookup(&pool.fqdn).any(|r| {
+                    matches!(&r.data, RecordData::A(i)
+                        if lab.interface(i.as_str()).is_some_and(|i| i.node == *member))
+                })
+            });
+            if !resolves {
+                return Err(invalid(format!(
+                    "FQDN {:?} resolves to member {m:?} in no DNS view",
+                    pool.fqdn
+                )));
+            }
         }
     }
     Ok(())
@@ -297,16 +367,36 @@ fn domains(lab: &Lab) -> Result<(), TopologyError> {
         if !lab.zones.contains(&domain.name) {
             return Err(TopologyError::invalid(entry, "is not among the zones"));
         }
-        for (field, name, role) in [
-            ("frontend", &domain.frontend, Role::Frontend),
-            ("edge", &domain.edge, Role::Edge),
-        ] {
-            let serves = lab
-                .node(name.as_str())
-                .is_some_and(|n| n.role == role && n.domain.as_ref() == Some(&domain.name));
-            if !serves {
-                let problem = format!("{field} {:?} is not a {role} of this domain", name.as_str());
+        match (&domain.frontend, &domain.edge) {
+            (None, None) if domain.federation != Federation::Direct => {
+                let problem = format!(
+                    "a cloud-only tenant (no frontend, no edge) has no hybrid partner: its \
+                     federation is \"direct\", not {:?}",
+                    domain.federation.to_string()
+                );
                 return Err(TopologyError::invalid(entry, problem));
+            }
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => {
+                let problem = "names a frontend or an edge without the other";
+                return Err(TopologyError::invalid(entry, problem));
+            }
+            (Some(frontend), Some(edge)) => {
+                for (field, name, role) in [
+                    ("frontend", frontend, Role::Frontend),
+                    ("edge", edge, Role::Edge),
+                ] {
+                    let nodes = lab.members(name.as_str());
+                    let serves = !nodes.is_empty()
+                        && nodes
+                            .iter()
+                            .all(|n| n.role == role && n.domain.as_ref() == Some(&domain.name));
+                    if !serves {
+                        let problem =
+                            format!("{field} {:?} is not a {role} of this domain", name.as_str());
+                        return Err(TopologyError::invalid(entry, problem));
+                    }
+                }
             }
         }
         let cloud_edge_names = |name: &String, web: bool| {
@@ -352,17 +442,34 @@ fn users(lab: &Lab) -> Result<(), TopologyError> {
             .domain(user.domain())
             .ok_or_else(|| invalid(format!("domain {:?} is not a SIP domain", user.domain())))?;
         let home = user.home.as_str();
+        if let Some(pool) = lab.pool(home) {
+            let members: Vec<String> = pool
+                .members
+                .iter()
+                .map(|m| format!("{:?}", m.as_str()))
+                .collect();
+            return Err(invalid(format!(
+                "home {home:?} is a pool: a user is homed on one of its members ({})",
+                members.join(", ")
+            )));
+        }
         let node = lab
             .node(home)
             .ok_or_else(|| invalid(format!("home {home:?} is not a node")))?;
-        match user.class {
-            UserClass::A if user.home != domain.frontend => {
+        match (user.class, &domain.frontend) {
+            (UserClass::A, None) => {
                 return Err(invalid(format!(
-                    "class A is homed on its front end {:?}, not {home:?}",
-                    domain.frontend.as_str()
+                    "class A is homed on-premises, but {:?} is a cloud-only tenant",
+                    domain.name
                 )));
             }
-            UserClass::B if node.role != Role::CloudPool => {
+            (UserClass::A, Some(frontend)) if !lab.stands_for(frontend.as_str(), home) => {
+                return Err(invalid(format!(
+                    "class A is homed on its front end {:?}, not {home:?}",
+                    frontend.as_str()
+                )));
+            }
+            (UserClass::B, _) if node.role != Role::CloudPool => {
                 return Err(invalid(format!(
                     "class B is homed in the cloud pool, not {home:?}"
                 )));
@@ -389,11 +496,18 @@ fn places(lab: &Lab) -> Result<(), TopologyError> {
                 "company {company} has no class {class} user"
             )));
         }
-        let lan = lab
-            .interfaces_of(domain.frontend.as_str())
-            .next()
+        let lan = domain
+            .frontend
+            .iter()
+            .flat_map(|f| lab.members(f.as_str()))
+            .find_map(|n| lab.interfaces_of(n.name.as_str()).next())
             .map(|i| i.network.as_str())
             .unwrap_or_default();
+        if lan.is_empty() && place.name.at == At::Internal {
+            return Err(invalid(format!(
+                "company {company} is cloud-only: it has no LAN to sit on"
+            )));
+        }
         let nat_network = place.nat.and_then(|nat| lab.network_of(nat.into()));
         match place.name.at {
             At::Internal if place.network != lan => {
@@ -570,10 +684,47 @@ mod tests {
     fn an_unknown_hop() {
         assert_eq!(
             broken(
-                r#"["A1i", "R1", "E1x", "CEi", "CP", "CEx", "B1e"]"#,
-                r#"["A1i", "R1", "E9", "CEi", "CP", "CEx", "B1e"]"#
+                r#"["A1i", "R1", "E1x", "CEi", "CP2", "CEx", "B1e"]"#,
+                r#"["A1i", "R1", "E9", "CEi", "CP2", "CEx", "B1e"]"#
             ),
             r#"path 5: unknown hop "E9""#
+        );
+    }
+
+    #[test]
+    fn pools_and_tenants() {
+        assert_eq!(
+            broken(r#"members = ["CP1", "CP2"]"#, r#"members = ["CP1", "CP3"]"#),
+            r#"pool "CP": member "CP3" is not a node"#
+        );
+        assert_eq!(
+            broken(r#"members = ["CP1", "CP2"]"#, r#"members = ["CP1", "E1"]"#),
+            r#"pool "CP": member "E1" is a edge, not a registrar"#
+        );
+        assert_eq!(
+            broken(
+                r#"{ name = "sippool01.infra.lync.test", type = "A", target = "CP2" },"#,
+                ""
+            ),
+            r#"pool "CP": FQDN "sippool01.infra.lync.test" resolves to member "CP2" in no DNS view"#
+        );
+        assert_eq!(
+            broken(
+                r#"federation = "direct""#,
+                r#"federation = "via-hybrid-partner""#
+            ),
+            r#"domain "northwind.test": a cloud-only tenant (no frontend, no edge) has no hybrid partner: its federation is "direct", not "via-hybrid-partner""#
+        );
+        assert_eq!(
+            broken("company = 3\n", "company = 3\nedge = \"E1\"\n"),
+            r#"domain "northwind.test": names a frontend or an edge without the other"#
+        );
+        assert_eq!(
+            broken(
+                "aor = \"nina@northwind.test\"\nclass = \"B\"",
+                "aor = \"nina@northwind.test\"\nclass = \"A\""
+            ),
+            r#"user "nina@northwind.test": class A is homed on-premises, but "northwind.test" is a cloud-only tenant"#
         );
     }
 
@@ -603,10 +754,17 @@ mod tests {
         );
         assert_eq!(
             broken(
-                "aor = \"bella@contoso.test\"\nclass = \"B\"\nhome = \"CP\"",
+                "aor = \"bella@contoso.test\"\nclass = \"B\"\nhome = \"CP2\"",
                 "aor = \"bella@contoso.test\"\nclass = \"B\"\nhome = \"R1\""
             ),
             r#"user "bella@contoso.test": class B is homed in the cloud pool, not "R1""#
+        );
+        assert_eq!(
+            broken(
+                "aor = \"bella@contoso.test\"\nclass = \"B\"\nhome = \"CP2\"",
+                "aor = \"bella@contoso.test\"\nclass = \"B\"\nhome = \"CP\""
+            ),
+            r#"user "bella@contoso.test": home "CP" is a pool: a user is homed on one of its members ("CP1", "CP2")"#
         );
         assert_eq!(
             broken(
@@ -621,10 +779,10 @@ mod tests {
     fn autodiscover_is_served_by_front_ends_and_edges_and_points_at_the_cloud() {
         assert_eq!(
             broken(
-                "fqdns = [\"sippool01.infra.lync.test\"]\nports = { sip = 5061 }",
-                "fqdns = [\"sippool01.infra.lync.test\"]\nports = { sip = 5061, web = 443 }"
+                "fqdns = [\"cpfe01.infra.lync.test\"]\nports = { sip = 5061 }",
+                "fqdns = [\"cpfe01.infra.lync.test\"]\nports = { sip = 5061, web = 443 }"
             ),
-            r#"node "CP": a cloud-pool serves no autodiscover, but interface "CP" has a web port"#
+            r#"node "CP1": a cloud-pool serves no autodiscover, but interface "CP1" has a web port"#
         );
         assert_eq!(
             broken(
@@ -771,7 +929,7 @@ mod tests {
                 "role = \"cloud-pool\"\nedge = \"CE\"",
                 "role = \"cloud-pool\"\nedge = \"E1\""
             ),
-            r#"node "CP": edge "E1" has role edge, not cloud-edge"#
+            r#"node "CP1": edge "E1" has role edge, not cloud-edge"#
         );
         assert_eq!(
             broken("role = \"dns\"", "role = \"dns\"\nedge = \"E1\""),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::error::TopologyError;
 use crate::lab::Lab;
 use crate::model::{
-    ClientPlace, CloudRedirect, DnsView, Domain, Hop, Interface, Network, Node, Path, Ports,
+    ClientPlace, CloudRedirect, DnsView, Domain, Hop, Interface, Network, Node, Path, Pool, Ports,
     Record, RecordData, Role, User,
 };
 use crate::names::{InterfaceName, NodeName, Placement};
@@ -21,6 +21,8 @@ pub(crate) struct LabFile {
     zones: Vec<String>,
     network: Vec<Network>,
     domain: Vec<Domain>,
+    #[serde(default)]
+    pool: Vec<Pool>,
     user: Vec<User>,
     node: Vec<NodeEntry>,
     client_place: Vec<ClientPlace>,
@@ -122,6 +124,13 @@ struct PathEntry {
     from: Placement,
     to: Placement,
     hops: Vec<String>,
+    /// `false` for a row whose mirror image is not the same row with the digits swapped.
+    #[serde(default = "yes")]
+    mirror: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl LabFile {
@@ -158,6 +167,7 @@ impl LabFile {
             zones: self.zones,
             networks: self.network,
             domains: self.domain,
+            pools: self.pool,
             users: self.user,
             user_index,
             nodes,
@@ -258,5 +268,6 @@ fn path(entry: PathEntry) -> Result<Path, TopologyError> {
         from: entry.from,
         to: entry.to,
         hops,
+        mirrorable: entry.mirror,
     })
 }

@@ -7,7 +7,8 @@ use crate::check;
 use crate::error::TopologyError;
 use crate::file::LabFile;
 use crate::model::{
-    ClientPlace, DnsView, Domain, Identity, Interface, Network, Node, Path, RecordData, User,
+    ClientPlace, CloudRedirect, DnsView, Domain, Identity, Interface, Network, Node, Path, Pool,
+    RecordData, User,
 };
 use crate::names::{At, Placement};
 
@@ -24,6 +25,7 @@ pub struct Lab {
     pub(crate) zones: Vec<String>,
     pub(crate) networks: Vec<Network>,
     pub(crate) domains: Vec<Domain>,
+    pub(crate) pools: Vec<Pool>,
     pub(crate) users: Vec<User>,
     /// Lower-case AOR -> index in `users`: a registrar asks for every request.
     pub(crate) user_index: std::collections::HashMap<String, usize>,
@@ -164,6 +166,53 @@ impl Lab {
         })
     }
 
+    /// Where a cloud-hosted user of `domain` signs in: the Contact of its front end's 301, or
+    /// for a cloud-only tenant the one every front end names (the hosting provider's).
+    pub fn cloud_redirect(&self, domain: &Domain) -> Option<&CloudRedirect> {
+        let own = domain
+            .frontend
+            .iter()
+            .flat_map(|f| self.members(f.as_str()));
+        own.chain(self.nodes.iter())
+            .find_map(|n| n.cloud_redirect.as_ref())
+    }
+
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// A pool by the name an edge's `frontend` gives it (`CP`).
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// The pool a node is a member of.
+    pub fn pool_of(&self, node: &str) -> Option<&Pool> {
+        self.pools
+            .iter()
+            .find(|p| p.members.iter().any(|m| m == node))
+    }
+
+    /// The nodes a name stands for: a pool's members in order, or the one node.
+    pub fn members(&self, name: &str) -> Vec<&Node> {
+        match self.pool(name) {
+            Some(pool) => pool
+                .members
+                .iter()
+                .filter_map(|m| self.node(m.as_str()))
+                .collect(),
+            None => self.node(name).into_iter().collect(),
+        }
+    }
+
+    /// Whether `name` is `node` or a pool `node` is a member of.
+    pub fn stands_for(&self, name: &str, node: &str) -> bool {
+        name == node
+            || self
+                .pool(name)
+                .is_some_and(|p| p.members.iter().any(|m| m == node))
+    }
+
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
@@ -277,19 +326,19 @@ impl Lab {
             .find(|v| v.networks.contains(&network.name))
     }
 
-    /// The 18 rows of section 5 as written.
+    /// The rows of the path table as written: section 5's 18, then the lab's own.
     pub fn paths(&self) -> &[Path] {
         &self.paths
     }
 
-    /// The 18 rows, then their 18 mirror images (companies 1 and 2 swapped).
     /// Row `id` of the path table (not mirrored).
     pub fn path(&self, id: u32) -> Option<&Path> {
         self.paths.iter().find(|p| p.id == id)
     }
 
+    /// The rows, then the mirror images (companies 1 and 2 swapped) of those that have one.
     pub fn paths_with_mirrors(&self) -> Vec<Path> {
-        let mirrors = self.paths.iter().map(Path::mirror);
+        let mirrors = self.paths.iter().filter(|p| p.mirrorable).map(Path::mirror);
         self.paths.iter().cloned().chain(mirrors).collect()
     }
 
@@ -345,15 +394,17 @@ mod tests {
         assert_eq!(lab, Lab::reference().unwrap());
         assert_eq!(lab.slot(), None);
         assert_eq!(lab.networks().len(), 4);
-        assert_eq!(lab.domains().len(), 2);
-        assert_eq!(lab.users().len(), 8);
-        // The seven of the reference and the partner K3 (tailspin.test), run by whoever
-        // configures it.
-        assert_eq!(lab.nodes().len(), 8);
-        assert_eq!(lab.interfaces().len(), 14);
-        assert_eq!(lab.placements().len(), 8);
+        // The two hybrid companies and the cloud-only tenant northwind.test.
+        assert_eq!(lab.domains().len(), 3);
+        assert_eq!(lab.users().len(), 10);
+        // The seven of the reference with the cloud pool as two servers, and the partner K3
+        // (tailspin.test), run by whoever configures it.
+        assert_eq!(lab.nodes().len(), 9);
+        assert_eq!(lab.pools().len(), 1);
+        assert_eq!(lab.interfaces().len(), 15);
+        assert_eq!(lab.placements().len(), 9);
         assert_eq!(lab.views().len(), 4);
-        assert_eq!(lab.zones().len(), 6);
+        assert_eq!(lab.zones().len(), 7);
     }
 
     #[test]
@@ -399,7 +450,16 @@ mod tests {
         );
         assert_eq!(lab.node("E1").unwrap().next_hop().unwrap(), "R1");
         assert_eq!(lab.node("CE").unwrap().next_hop().unwrap(), "CP");
-        assert_eq!(lab.node("CP").unwrap().next_hop().unwrap(), "CE");
+        assert_eq!(lab.node("CP2").unwrap().next_hop().unwrap(), "CE");
+        let members: Vec<_> = lab.members("CP").iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(members, ["CP1", "CP2"]);
+        assert_eq!(lab.members("R1")[0].name, "R1");
+        assert_eq!(
+            lab.pool_of("CP2").unwrap().fqdn,
+            "sippool01.infra.lync.test"
+        );
+        assert!(lab.stands_for("CP", "CP1") && lab.stands_for("CP1", "CP1"));
+        assert!(!lab.stands_for("CP1", "CP2") && lab.pool_of("R1").is_none());
 
         let alice = lab.user("alice@contoso.test").unwrap();
         assert_eq!(
@@ -408,10 +468,21 @@ mod tests {
         );
         assert_eq!(alice.home, "R1");
         assert_eq!(alice.uri(), "sip:alice@contoso.test");
-        assert_eq!(lab.user("berta@fabrikam.test").unwrap().home, "CP");
+        assert_eq!(lab.user("berta@fabrikam.test").unwrap().home, "CP1");
+        let northwind = lab.domain("northwind.test").unwrap();
+        assert!(northwind.is_cloud_only());
+        assert_eq!(northwind.federation, crate::model::Federation::Direct);
+        let contoso = lab.domain("contoso.test").unwrap();
+        assert_eq!(
+            contoso.federation,
+            crate::model::Federation::ViaHybridPartner
+        );
 
         let contoso = lab.domain("contoso.test").unwrap();
-        assert_eq!((contoso.company, contoso.edge.as_str()), (1, "E1"));
+        assert_eq!(
+            (contoso.company, contoso.edge.as_ref().unwrap().as_str()),
+            (1, "E1")
+        );
         assert_eq!(lab.company_domain(2).unwrap().name, "fabrikam.test");
 
         let a1e = lab.placement("A1e").unwrap();
@@ -432,7 +503,7 @@ mod tests {
     fn routes_leave_by_the_interface_on_the_destination_network() {
         let lab = lab();
         let r1 = lab.interface("R1").unwrap().ip();
-        let cp = lab.interface("CP").unwrap().ip();
+        let cp = lab.interface("CP1").unwrap().ip();
         let cex = lab.interface("CEx").unwrap().ip();
         assert_eq!(lab.interface_towards("E1", r1).unwrap().name, "E1i");
         assert_eq!(lab.interface_towards("E1", cex).unwrap().name, "E1x");
@@ -477,7 +548,7 @@ mod tests {
         assert_eq!(a("fabrikam-lan", "sip.fabrikam.test"), ["R2"]);
         assert!(a("contoso-lan", "lyncdiscover.contoso.test").is_empty());
         assert!(a("internet", "fe01.contoso.test").is_empty());
-        assert_eq!(a("cloud", "sippool01.infra.lync.test"), ["CP"]);
+        assert_eq!(a("cloud", "sippool01.infra.lync.test"), ["CP1", "CP2"]);
         assert!(a("internet", "sippool01.infra.lync.test").is_empty());
         for view in lab.views() {
             assert_eq!(a(&view.name, "sipdir.online.lync.test"), ["CEx"]);
@@ -508,14 +579,15 @@ mod tests {
     #[test]
     fn eighteen_paths_and_their_mirrors() {
         let lab = lab();
-        assert_eq!(lab.paths().len(), 18);
+        // Section 5's 18 and the lab's four of the cloud-only tenant, which have no mirror.
+        assert_eq!(lab.paths().len(), 22);
         let all = lab.paths_with_mirrors();
-        assert_eq!(all.len(), 36);
+        assert_eq!(all.len(), 40);
         assert_eq!(all.iter().filter(|p| p.mirrored).count(), 18);
 
         let row5 = &lab.paths()[4];
         assert_eq!((row5.id, row5.to_string()), (5, "path 5".to_string()));
-        assert_eq!(hops(row5), ["A1i", "R1", "E1x", "CEi", "CP", "CEx", "B1e"]);
+        assert_eq!(hops(row5), ["A1i", "R1", "E1x", "CEi", "CP2", "CEx", "B1e"]);
         let mirror = row5.mirror();
         assert_eq!(mirror.to_string(), "path 5 (mirrored)");
         assert_eq!(
@@ -524,17 +596,17 @@ mod tests {
         );
         assert_eq!(
             hops(&mirror),
-            ["A2i", "R2", "E2x", "CEi", "CP", "CEx", "B2e"]
+            ["A2i", "R2", "E2x", "CEi", "CP1", "CEx", "B2e"]
         );
         assert_eq!(mirror.mirror(), *row5);
         let vias: Vec<_> = mirror.interfaces().map(|i| i.as_str()).collect();
-        assert_eq!(vias, ["R2", "E2x", "CEi", "CP", "CEx"]);
+        assert_eq!(vias, ["R2", "E2x", "CEi", "CP1", "CEx"]);
 
         let row17 = lab.paths().iter().find(|p| p.id == 17).unwrap();
         assert_eq!(
             hops(&row17.mirror()),
             [
-                "B2e", "CEi", "CP", "CEx", "E2i", "R2", "E2x", "E1i", "R1", "E1x", "CEi", "CP",
+                "B2e", "CEi", "CP1", "CEx", "E2i", "R2", "E2x", "E1i", "R1", "E1x", "CEi", "CP2",
                 "CEx", "B1e"
             ]
         );
@@ -636,7 +708,7 @@ mod tests {
     #[test]
     fn identities_carry_every_name_that_leads_to_the_interface() {
         let identities = lab().node_identities();
-        assert_eq!(identities.len(), 14);
+        assert_eq!(identities.len(), 15);
         let of = |name: &str| identities.iter().find(|i| i.interface == name).unwrap();
         let r1 = of("R1");
         assert_eq!(r1.node, "R1");
@@ -654,7 +726,13 @@ mod tests {
             of("E1x").dns_names,
             ["sip.contoso.test", "lyncdiscover.contoso.test"]
         );
-        assert_eq!(of("CEx").dns_names.len(), 3);
+        // sipdir, sipfed, webdir, and northwind.test's names that lead to the cloud.
+        assert_eq!(of("CEx").dns_names.len(), 5);
+        // Each pool member's certificate carries the pool's FQDN.
+        assert_eq!(
+            of("CP2").dns_names,
+            ["cpfe02.infra.lync.test", "sippool01.infra.lync.test"]
+        );
         assert_eq!(of("DNS-cloud").dns_names, ["ns.lab.test"]);
     }
 }

@@ -21,15 +21,16 @@ pub struct Network {
 }
 
 /// A company's SIP domain (section 1), served on-premises and, for its class B users, by the
-/// cloud's hosting provider.
+/// cloud's hosting provider; or a cloud-only tenant's, served by the cloud alone.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Domain {
     pub name: String,
     /// The digit in the spec's placement names (`A1i`).
     pub company: u8,
-    pub frontend: NodeName,
-    pub edge: NodeName,
+    /// The on-premises front end (or pool) and edge; neither for a cloud-only tenant.
+    pub frontend: Option<NodeName>,
+    pub edge: Option<NodeName>,
     /// Where the edge sends this domain's users that are not homed on-premises (shared SIP
     /// address space), as the proxy FQDN the edge is configured with.
     pub hosting_provider: String,
@@ -37,6 +38,53 @@ pub struct Domain {
     /// Skype for Business hosting provider), where this domain's autodiscover sends its
     /// cloud-hosted users; it is reached on the web port of the interface carrying the name.
     pub hosting_autodiscover: String,
+    /// How the cloud pool sends this tenant's users' requests for anyone it does not host.
+    #[serde(default)]
+    pub federation: Federation,
+}
+
+impl Domain {
+    /// Whether the domain has no servers of its own: all its users are homed in the cloud.
+    pub fn is_cloud_only(&self) -> bool {
+        self.frontend.is_none()
+    }
+}
+
+/// How a tenant's cloud users reach other domains (the article's question: to the hybrid
+/// partner, or straight to the federation partner?).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Federation {
+    /// Out through the cloud edge to the tenant's own on-prem edge, which federates on
+    /// (rows 15 to 17: what the article observed of hybrid tenants).
+    #[default]
+    ViaHybridPartner,
+    /// The cloud edge resolves the partner's `_sipfederationtls._tcp` and connects itself,
+    /// as sipfed.online.lync.test (a cloud-only tenant has no other way).
+    Direct,
+}
+
+impl fmt::Display for Federation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Federation::ViaHybridPartner => "via-hybrid-partner",
+            Federation::Direct => "direct",
+        })
+    }
+}
+
+/// Several registrar nodes behind one FQDN (a Skype for Business Enterprise pool, the cloud
+/// pool): every user is homed on one member; a member passes what is for another member's
+/// user on to it, and records routes under the pool's name with the member as `ms-fe`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// What an edge's `frontend` names to mean the pool.
+    pub name: NodeName,
+    /// The pool's FQDN, one A record per member.
+    pub fqdn: String,
+    /// In the order an entry member is picked from.
+    pub members: Vec<NodeName>,
 }
 
 /// A user (section 1).
@@ -324,6 +372,8 @@ pub struct Path {
     pub to: Placement,
     /// Sender first, receiver last.
     pub hops: Vec<Hop>,
+    /// Whether the row has a mirror image (companies 1 and 2 swapped).
+    pub mirrorable: bool,
 }
 
 impl Path {
@@ -342,6 +392,7 @@ impl Path {
             from: self.from.mirror(),
             to: self.to.mirror(),
             hops: self.hops.iter().map(Hop::mirror).collect(),
+            mirrorable: self.mirrorable,
         }
     }
 

@@ -45,7 +45,7 @@ macro_rules! name_type {
 }
 
 name_type! {
-    /// A node's short name as the spec's tables use it: `R1`, `E1`, `CE`, `CP`, `DNS`.
+    /// A node's short name as the spec's tables use it: `R1`, `E1`, `CE`, `CP1`, `DNS`.
     NodeName
 }
 
