@@ -264,6 +264,7 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
     };
     let rows = run_rows(&run, &paths).await;
     let presence = run_presence_rows(&run, &paths).await;
+    let evidence = siplab_runner::article_evidence(&run, &rows).await;
     run.sign_out_all().await;
     let matched = rows.iter().filter(|r| r.outcome == Outcome::Match).count();
     let presence_matched = presence
@@ -271,12 +272,20 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
         .filter(|r| r.outcome == Outcome::Match)
         .count();
     if json {
-        let all = serde_json::json!({ "sign_ins": sign_ins, "rows": rows, "presence": presence });
+        let all = serde_json::json!({
+            "sign_ins": sign_ins,
+            "rows": rows,
+            "presence": presence,
+            "article": evidence,
+        });
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
         print!("{}", siplab_runner::sign_in_table(&sign_ins));
         print!("{}", siplab_runner::table(&rows));
         print!("\n{}", siplab_runner::presence_table(&presence));
+        if let Some(evidence) = &evidence {
+            print!("\n{}", siplab_runner::evidence_table(evidence));
+        }
         println!(
             "\n{matched} of {} message rows and {presence_matched} of {} presence rows match the article \
              ({:.1} s, every hop mutual TLS on loopback).",
@@ -285,7 +294,10 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
-    if matched != rows.len() || presence_matched != presence.len() {
+    let shown = evidence
+        .as_ref()
+        .is_none_or(|e| e.capture == Outcome::Match && e.route == Outcome::Match);
+    if matched != rows.len() || presence_matched != presence.len() || !shown {
         std::process::exit(1);
     }
     Ok(())

@@ -20,7 +20,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// test takes one of them with [`Suite::slot`]. Overlapping suites do not compile.
 #[derive(Debug, Clone, Copy)]
 pub enum Suite {
-    /// The README's own slot, one test at a time (tests/outside.rs).
+    /// The README's own slot, one test at a time (tests/outside.rs; tests/run.rs runs `siplab run` on it).
     Readme,
     /// Rows 1 to 4 with R1 and E1 only (tests/paths.rs), slot by row.
     SiteRows,

@@ -2,6 +2,7 @@
 //! addresses, the users' clients at the places the spec names, and the rows of the path
 //! table (section 5) sent, observed and compared with what the article says.
 
+mod capture;
 mod chain;
 mod lab;
 mod load;
@@ -9,9 +10,10 @@ mod presence;
 mod report;
 mod scenario;
 
+pub use capture::{CAPTURE_ROW, Evidence, ROUTE_ROW, article_evidence};
 pub use chain::{expected_vias, name_of, name_of_route, other_interface, presence_vias, reversed};
 pub use lab::{LabRun, RunError, SignInReport};
 pub use load::{LoadFigures, path_load};
 pub use presence::{PresenceRow, run_presence_rows};
-pub use report::{presence_table, sign_in_table, table};
+pub use report::{evidence_table, presence_table, sign_in_table, table};
 pub use scenario::{Outcome, Row, run_rows};

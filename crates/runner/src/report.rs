@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::capture::Evidence;
 use crate::lab::SignInReport;
 use crate::presence::PresenceRow;
 use crate::scenario::{Outcome, Row};
@@ -106,5 +107,67 @@ pub fn presence_table(rows: &[PresenceRow]) -> String {
             r.notify_observed.join(" | ")
         );
     }
+    out
+}
+
+/// The article's capture and Route example next to the lab's, role by role.
+pub fn evidence_table(e: &Evidence) -> String {
+    let verdict = |o: &Outcome| match o {
+        Outcome::Match => "the same roles in the same order".to_owned(),
+        Outcome::Mismatch => "NOT the article's roles".to_owned(),
+        Outcome::Failed(why) => format!("FAILED: {why}"),
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "The article's capture (\"Grundprinzip\"): the receiver's Vias on row {}, top first: {}",
+        e.capture_row,
+        verdict(&e.capture)
+    );
+    let _ = writeln!(out, "  {:<52} {:<22} lab", "role", "article");
+    for hop in &e.unseen {
+        let _ = writeln!(
+            out,
+            "  {:<52} {:<22} {hop}",
+            "not in the article's capture", "-"
+        );
+    }
+    for side in &e.vias {
+        let _ = writeln!(
+            out,
+            "  {:<52} {:<22} {}",
+            side.article.role,
+            side.article.article,
+            side.lab.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  The article saw the six Vias below; the receiver's home server and the edge down to\n  the external receiver ({}) are, as it says, \"not visible in the capture\".",
+        e.unseen.join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "\nThe article's Route example: the route set of a dialog on row {}, first hop first: {}",
+        e.route_row,
+        verdict(&e.route)
+    );
+    for entry in &e.route_first {
+        let _ = writeln!(
+            out,
+            "  {:<52} lab: {entry}",
+            "the caller's own edge: not in the article's example"
+        );
+    }
+    for side in &e.routes {
+        let _ = writeln!(out, "  {:<52} {}", side.article.role, side.article.article);
+        for entry in &side.lab {
+            let _ = writeln!(out, "  {:<52} lab: {entry}", "");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  Where an edge passes a request from one interface to the other the lab records the\n  route on both (RFC 5658); the article's edges write one entry."
+    );
     out
 }

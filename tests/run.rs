@@ -1,0 +1,66 @@
+//! The README's first command, `siplab run`: the whole lab in one process prints every row
+//! matching, the article's capture and Route example side by side with the lab's, and exits 0.
+
+mod common;
+
+use std::process::Command;
+
+use common::Suite;
+
+#[test]
+fn siplab_run_shows_every_row_and_the_article_s_evidence() {
+    let slot = Suite::Readme.slot(0).to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_siplab"))
+        .args(["run", "--slot", &slot])
+        .output()
+        .expect("run siplab");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "siplab run failed: {stderr}");
+    assert!(
+        stdout.contains("40 of 40 message rows and 40 of 40 presence rows match the article"),
+        "{stdout}"
+    );
+    // The capture: the receiver's bottom six Vias in the article's roles, CP1 passing on to
+    // CP2, and R1 and E1x above them, which the article could not see.
+    let capture: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("The article's capture"))
+        .take(10)
+        .collect();
+    assert!(
+        capture[0].ends_with("the same roles in the same order"),
+        "{capture:#?}"
+    );
+    let lab_of = |role: &str| {
+        capture
+            .iter()
+            .find(|l| l.contains(role))
+            .and_then(|l| l.split_whitespace().rev().nth(1))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(lab_of("the client that sent it"), "B3e");
+    assert_eq!(lab_of("no user on it: passes it on"), "CP1");
+    assert_eq!(lab_of("sets up the federation"), "CP2");
+    assert_eq!(lab_of("public (CN sipfed"), "CEx");
+    assert_eq!(lab_of("on-prem edge, internal"), "E1i");
+    let unseen: Vec<&str> = capture
+        .iter()
+        .filter(|l| l.contains("not in the article's capture"))
+        .copied()
+        .collect();
+    assert!(unseen.len() == 2 && unseen[0].contains("E1x") && unseen[1].contains("R1"));
+    let route = stdout
+        .lines()
+        .find(|l| l.starts_with("The article's Route example"))
+        .unwrap_or_default();
+    assert!(
+        route.ends_with("the same roles in the same order"),
+        "{route}"
+    );
+    assert!(stdout.contains("ms-fe=cpfe02.infra.lync.test"));
+    // Nothing a newcomer cannot act on.
+    assert!(!stderr.contains("WARN"), "{stderr}");
+}
