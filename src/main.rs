@@ -45,7 +45,8 @@ enum Command {
     /// Starts the whole lab on loopback, runs every path of the reference (and its mirror)
     /// and prints what the article says next to what the receiver's Via headers showed.
     Run {
-        /// The loopback slot (third octet of every address).
+        /// The loopback slot (third octet of every address); the article's question runs
+        /// in a second lab on the next slot.
         #[arg(long, default_value_t = 0)]
         slot: u8,
         /// Print the rows as JSON instead of a table.
@@ -200,7 +201,7 @@ async fn main() -> Result<()> {
             slot,
             json,
             no_mirrors,
-        } => run(lab.localized(slot), json, no_mirrors).await,
+        } => run(lab, slot, json, no_mirrors).await,
         Command::Bench {
             slot,
             rows,
@@ -246,11 +247,13 @@ async fn main() -> Result<()> {
     }
 }
 
-async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
+/// The whole lab on `slot`, and on `slot + 1` its variant for the article's question.
+async fn run(reference: Lab, slot: u8, json: bool, no_mirrors: bool) -> Result<()> {
     siplab_node::init_tracing("warn");
     let started = std::time::Instant::now();
+    let lab = reference.localized(slot);
     let certs = Certs::Authority(Arc::new(LabCa::generate().context("making the lab CA")?));
-    let run = LabRun::start(lab.clone(), certs)
+    let run = LabRun::start(lab.clone(), certs.clone())
         .await
         .context("starting the lab")?;
     let sign_ins = run
@@ -266,6 +269,7 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
     let presence = run_presence_rows(&run, &paths).await;
     let evidence = siplab_runner::article_evidence(&run, &rows).await;
     run.sign_out_all().await;
+    let question = siplab_runner::article_question(&reference, slot.wrapping_add(1), certs).await;
     let matched = rows.iter().filter(|r| r.outcome == Outcome::Match).count();
     let presence_matched = presence
         .iter()
@@ -277,6 +281,7 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
             "rows": rows,
             "presence": presence,
             "article": evidence,
+            "question": question,
         });
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
@@ -285,6 +290,9 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
         print!("\n{}", siplab_runner::presence_table(&presence));
         if let Some(evidence) = &evidence {
             print!("\n{}", siplab_runner::evidence_table(evidence));
+        }
+        if let Some(question) = &question {
+            print!("\n{}", siplab_runner::question_table(question));
         }
         println!(
             "\n{matched} of {} message rows and {presence_matched} of {} presence rows match the article \
@@ -296,7 +304,10 @@ async fn run(lab: Lab, json: bool, no_mirrors: bool) -> Result<()> {
     }
     let shown = evidence
         .as_ref()
-        .is_none_or(|e| e.capture == Outcome::Match && e.route == Outcome::Match);
+        .is_none_or(|e| e.capture == Outcome::Match && e.route == Outcome::Match)
+        && question
+            .as_ref()
+            .is_none_or(|q| q.outcome == Outcome::Match);
     if matched != rows.len() || presence_matched != presence.len() || !shown {
         std::process::exit(1);
     }

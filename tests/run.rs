@@ -19,7 +19,7 @@ fn siplab_run_shows_every_row_and_the_article_s_evidence() {
     println!("{stdout}");
     assert!(out.status.success(), "siplab run failed: {stderr}");
     assert!(
-        stdout.contains("40 of 40 message rows and 40 of 40 presence rows match the article"),
+        stdout.contains("41 of 41 message rows and 41 of 41 presence rows match the article"),
         "{stdout}"
     );
     // The capture: the receiver's bottom six Vias in the article's roles, CP1 passing on to
@@ -61,6 +61,21 @@ fn siplab_run_shows_every_row_and_the_article_s_evidence() {
         "{route}"
     );
     assert!(stdout.contains("ms-fe=cpfe02.infra.lync.test"));
+    // The article's question: the hosting provider cannot speak for a hybrid domain that
+    // does not list it.
+    let question: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("The article's question"))
+        .take(4)
+        .collect();
+    assert!(
+        question[2].contains("bruno@fabrikam.test -> adam@contoso.test: 403")
+            && question[2].contains("sipfed.online.lync.test")
+            && question[2]
+                .contains("neither the federation edge of fabrikam.test (sip.fabrikam.test)"),
+        "{question:#?}"
+    );
+    assert!(question[3].contains("no: the receiving edge refuses it"));
     // Nothing a newcomer cannot act on.
     assert!(!stderr.contains("WARN"), "{stderr}");
 }

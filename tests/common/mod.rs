@@ -20,7 +20,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// test takes one of them with [`Suite::slot`]. Overlapping suites do not compile.
 #[derive(Debug, Clone, Copy)]
 pub enum Suite {
-    /// The README's own slot, one test at a time (tests/outside.rs; tests/run.rs runs `siplab run` on it).
+    /// The README's own slots, one test at a time: tests/outside.rs on the first, tests/run.rs
+    /// `siplab run` on both (its second lab, for the article's question, on the next).
     Readme,
     /// Rows 1 to 4 with R1 and E1 only (tests/paths.rs), slot by row.
     SiteRows,
@@ -69,7 +70,7 @@ impl Suite {
     /// The first slot and how many.
     const fn range(self) -> (u8, u8) {
         match self {
-            Suite::Readme => (0, 1),
+            Suite::Readme => (0, 2),
             Suite::SiteRows => (10, 5),
             Suite::FrontEnd => (21, 11),
             Suite::Matrix => (40, 1),

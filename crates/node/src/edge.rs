@@ -151,9 +151,13 @@ impl Edge {
             Some(host) => host,
             None => format!("a _sipfederationtls._tcp.{from} record"),
         };
+        let seen = match peer.dns_names.as_slice() {
+            [] => peer.describe(),
+            names => names.join(", "),
+        };
         Err(format!(
-            "{} is neither the federation edge of {from} ({expected}) nor its hosting provider here",
-            peer.describe()
+            "a certificate for {seen} is neither the federation edge of {from} ({expected}) \
+             nor its hosting provider here"
         ))
     }
 

@@ -1,12 +1,15 @@
 //! The article's own evidence next to the lab's, role by role: its one capture (section
 //! "Grundprinzip": the Vias of a message from a cloud user of a US tenant to an external
 //! on-prem user of a hybrid company in Germany) and its Route example (an in-dialog INFO from
-//! a hybrid tenant's cloud user to a federation partner's on-prem user).
+//! a hybrid tenant's cloud user to a federation partner's on-prem user); and its question,
+//! answered on the wire: can Office 365 federate directly as every SIP domain?
 
 use std::time::Duration;
 
 use serde::Serialize;
-use siplab_topology::{Lab, Role};
+use siplab_node::Certs;
+use siplab_sip::HeaderName;
+use siplab_topology::{Federation, Lab, Path, Role};
 
 use crate::chain::name_of_route;
 use crate::lab::LabRun;
@@ -20,6 +23,11 @@ pub const CAPTURE_ROW: u32 = 19;
 /// internal on-prem user of the federation partner (B1e -> A2i), whose front end is the
 /// last entry.
 pub const ROUTE_ROW: u32 = 15;
+
+/// The row of the article's question, mirrored: a cloud user of fabrikam.test, a hybrid
+/// tenant, to an external user of contoso.test (B2e -> A1e), with fabrikam.test switched to
+/// federate `direct`.
+pub const QUESTION_ROW: u32 = 16;
 
 /// One line of the article: what it stands for, and what the article printed.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -117,6 +125,91 @@ pub struct Evidence {
     pub route_first: Vec<String>,
     pub routes: Vec<Side>,
     pub route: Outcome,
+}
+
+/// The article's question: "edge servers identify their peer by the name in the certificate
+/// and MTLS: can Office 365 pose as every SIP domain?"
+#[derive(Debug, Clone, Serialize)]
+pub struct Question {
+    pub scenario: String,
+    /// The hybrid tenant switched to `direct`.
+    pub tenant: String,
+    pub sender: String,
+    pub receiver: String,
+    /// What the sender got, and the Warning that came with it.
+    pub status: u16,
+    pub warning: String,
+    /// Whether the receiving edge refused it (403, naming the federation edge it expected).
+    pub outcome: Outcome,
+}
+
+/// Asks the question in a second lab, on `slot`: `lab` with the sender's tenant of row
+/// [`QUESTION_ROW`] mirrored switched to `direct`; its cloud user writes to the receiver, and the
+/// receiving edge must refuse the hosting provider speaking for a domain it does not host
+/// (403, its Warning naming the tenant).
+/// `None` for a lab without that row.
+pub async fn article_question(lab: &Lab, slot: u8, certs: Certs) -> Option<Question> {
+    let path = lab.path(QUESTION_ROW)?.mirror();
+    let (sender, receiver) = lab.parties(&path)?;
+    let tenant = lab.domain(sender.domain())?.name.clone();
+    let mut q = Question {
+        scenario: format!("{} with {tenant} federating direct", path.scenario()),
+        tenant: tenant.clone(),
+        sender: sender.aor.clone(),
+        receiver: receiver.aor.clone(),
+        status: 0,
+        warning: String::new(),
+        outcome: Outcome::Failed(String::new()),
+    };
+    let variant = match lab.with_federation(&tenant, Federation::Direct) {
+        Ok(variant) => variant.localized(slot),
+        Err(e) => {
+            q.outcome = Outcome::Failed(e.to_string());
+            return Some(q);
+        }
+    };
+    let run = match LabRun::start(variant, certs).await {
+        Ok(run) => run,
+        Err(e) => {
+            q.outcome = Outcome::Failed(e.to_string());
+            return Some(q);
+        }
+    };
+    let got = ask(&run, &path, &q.sender, &q.receiver).await;
+    run.sign_out_all().await;
+    match got {
+        Ok((status, warning)) => {
+            q.outcome = if status == 403 && warning.contains(&tenant) {
+                Outcome::Match
+            } else {
+                Outcome::Mismatch
+            };
+            q.status = status;
+            q.warning = warning;
+        }
+        Err(why) => q.outcome = Outcome::Failed(why),
+    }
+    Some(q)
+}
+
+/// The sender of `path` writes to its receiver: the status it got, and the Warning.
+async fn ask(
+    run: &LabRun,
+    path: &Path,
+    sender: &str,
+    receiver: &str,
+) -> Result<(u16, String), String> {
+    for (aor, place) in [(sender, path.from), (receiver, path.to)] {
+        run.place(aor, place.at).await.map_err(|e| e.to_string())?;
+    }
+    let from = run.client(sender).await.ok_or("no sender")?;
+    let o = from
+        .send_message(receiver, "can Office 365 pose as every SIP domain?")
+        .await
+        .map_err(|e| e.to_string())?;
+    let warning = o.response.headers.value(&HeaderName::new("Warning"));
+    let warning = warning.map(|w| String::from_utf8_lossy(w).into_owned());
+    Ok((o.status, warning.unwrap_or_default()))
 }
 
 /// The capture next to row [`CAPTURE_ROW`] as `rows` observed it, and the Route example

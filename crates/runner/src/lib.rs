@@ -10,10 +10,12 @@ mod presence;
 mod report;
 mod scenario;
 
-pub use capture::{CAPTURE_ROW, Evidence, ROUTE_ROW, article_evidence};
+pub use capture::{
+    CAPTURE_ROW, Evidence, QUESTION_ROW, Question, ROUTE_ROW, article_evidence, article_question,
+};
 pub use chain::{expected_vias, name_of, name_of_route, other_interface, presence_vias, reversed};
 pub use lab::{LabRun, RunError, SignInReport};
 pub use load::{LoadFigures, path_load};
 pub use presence::{PresenceRow, run_presence_rows};
-pub use report::{evidence_table, presence_table, sign_in_table, table};
+pub use report::{evidence_table, presence_table, question_table, sign_in_table, table};
 pub use scenario::{Outcome, Row, run_rows};

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::capture::Evidence;
+use crate::capture::{Evidence, Question};
 use crate::lab::SignInReport;
 use crate::presence::PresenceRow;
 use crate::scenario::{Outcome, Row};
@@ -168,6 +168,29 @@ pub fn evidence_table(e: &Evidence) -> String {
     let _ = writeln!(
         out,
         "  Where an edge passes a request from one interface to the other the lab records the\n  route on both (RFC 5658); the article's edges write one entry."
+    );
+    out
+}
+
+/// The article's question and the lab's answer.
+pub fn question_table(q: &Question) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "The article's question: \"edge servers identify their peer by the name in the certificate and\n\
+         MTLS: can Office 365 pose as every SIP domain?\" Row {}:",
+        q.scenario
+    );
+    let answer = match &q.outcome {
+        Outcome::Match => "no: the receiving edge refuses it".to_owned(),
+        Outcome::Mismatch => "NOT refused as it must be".to_owned(),
+        Outcome::Failed(why) => format!("FAILED: {why}"),
+    };
+    let _ = writeln!(
+        out,
+        "  {} -> {}: {} {}\n  {answer}; {} federates through its hybrid partner instead (rows 15 to 17),\n  \
+         while northwind.test, whose _sipfederationtls record names the hosting provider, federates direct (row 19).",
+        q.sender, q.receiver, q.status, q.warning, q.tenant
     );
     out
 }

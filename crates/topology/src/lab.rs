@@ -7,8 +7,8 @@ use crate::check;
 use crate::error::TopologyError;
 use crate::file::LabFile;
 use crate::model::{
-    ClientPlace, CloudRedirect, DnsView, Domain, Identity, Interface, Network, Node, Path, Pool,
-    RecordData, User,
+    ClientPlace, CloudRedirect, DnsView, Domain, Federation, Identity, Interface, Network, Node,
+    Path, Pool, RecordData, User,
 };
 use crate::names::{At, Placement};
 
@@ -175,6 +175,22 @@ impl Lab {
             .flat_map(|f| self.members(f.as_str()));
         own.chain(self.nodes.iter())
             .find_map(|n| n.cloud_redirect.as_ref())
+    }
+
+    /// This lab with `domain` federating out `how` (a hybrid tenant switched to `direct`, the
+    /// article's question), checked again.
+    pub fn with_federation(&self, domain: &str, how: Federation) -> Result<Lab, TopologyError> {
+        let mut lab = self.clone();
+        let entry = lab
+            .domains
+            .iter_mut()
+            .find(|d| d.name.eq_ignore_ascii_case(domain))
+            .ok_or_else(|| {
+                TopologyError::invalid(format!("domain {domain:?}"), "is not a domain")
+            })?;
+        entry.federation = how;
+        check::lab(&lab)?;
+        Ok(lab)
     }
 
     pub fn pools(&self) -> &[Pool] {
@@ -471,7 +487,7 @@ mod tests {
         assert_eq!(lab.user("berta@fabrikam.test").unwrap().home, "CP1");
         let northwind = lab.domain("northwind.test").unwrap();
         assert!(northwind.is_cloud_only());
-        assert_eq!(northwind.federation, crate::model::Federation::Direct);
+        assert_eq!(northwind.federation, Federation::Direct);
         let contoso = lab.domain("contoso.test").unwrap();
         assert_eq!(
             contoso.federation,
@@ -579,10 +595,10 @@ mod tests {
     #[test]
     fn eighteen_paths_and_their_mirrors() {
         let lab = lab();
-        // Section 5's 18 and the lab's four of the cloud-only tenant, which have no mirror.
-        assert_eq!(lab.paths().len(), 22);
+        // Section 5's 18 and the lab's five of the cloud-only tenant, which have no mirror.
+        assert_eq!(lab.paths().len(), 23);
         let all = lab.paths_with_mirrors();
-        assert_eq!(all.len(), 40);
+        assert_eq!(all.len(), 41);
         assert_eq!(all.iter().filter(|p| p.mirrored).count(), 18);
 
         let row5 = &lab.paths()[4];
