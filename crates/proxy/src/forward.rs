@@ -277,3 +277,82 @@ pub(crate) fn push_via(msg: &mut Message, sent_by: SocketAddr, branch: &str, ali
 pub(crate) fn listener_of(conn: Option<&ConnInfo>) -> Option<SocketAddr> {
     conn.filter(|c| c.inbound).map(|c| c.local)
 }
+
+#[cfg(test)]
+mod tests {
+    use siplab_sip::{Method, SipUri};
+
+    use super::*;
+    use crate::testing::conn;
+
+    const POOL: &str = "sippool01.infra.lync.test";
+
+    fn own(name: &str, fqdn: &str, pool: Option<&str>) -> OwnInterface {
+        OwnInterface {
+            name: Arc::from(name),
+            addr: "127.4.0.31:5061".parse().unwrap(),
+            fqdn: fqdn.to_owned(),
+            names: [Some(fqdn), pool]
+                .into_iter()
+                .flatten()
+                .map(String::from)
+                .collect(),
+            pool: pool.map(String::from),
+        }
+    }
+
+    fn request(routes: &[&str]) -> Message {
+        let uri = SipUri::parse("sip:nina@northwind.test").unwrap();
+        let mut msg = Message::request(Method::Message, Uri::Sip(uri));
+        for r in routes {
+            msg.headers.push(HeaderName::Route, (*r).to_owned());
+        }
+        msg
+    }
+
+    #[test]
+    fn a_pool_member_records_the_route_as_the_pool_with_itself_as_ms_fe() {
+        let cp2 = own("CP2", "cpfe02.infra.lync.test", Some(POOL));
+        let r1 = own("R1", "fe01.contoso.test", None);
+        let mut msg = request(&[]);
+        record_route(&mut msg, (&cp2, 5061, None), (&cp2, 5061, None));
+        record_route(&mut msg, (&r1, 5061, None), (&r1, 5061, None));
+        let rr: Vec<String> = msg
+            .addresses(HeaderName::RecordRoute)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            rr,
+            [
+                "<sip:fe01.contoso.test:5061;transport=tls;lr>",
+                "<sip:sippool01.infra.lync.test:5061;transport=tls;ms-fe=cpfe02.infra.lync.test;lr>",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_member_takes_only_the_pool_routes_naming_it() {
+        let cp2 = Interfaces::new(vec![own("CP2", "cpfe02.infra.lync.test", Some(POOL))]);
+        let from = conn("1x1", "sipedge01.infra.lync.test");
+        let ours =
+            "<sip:sippool01.infra.lync.test:5061;transport=tls;ms-fe=cpfe02.infra.lync.test;lr>";
+        let other =
+            "<sip:sippool01.infra.lync.test:5061;transport=tls;ms-fe=cpfe01.infra.lync.test;lr>";
+        let edge = "<sip:sipedge01.infra.lync.test:5061;transport=tls;lr>";
+
+        let mut msg = request(&[ours, edge]);
+        let (flow, next) = cp2.preprocess_routes(&mut msg, &from, |_| false);
+        assert!(flow.is_none());
+        assert_eq!(next.unwrap().host, Host::named("sipedge01.infra.lync.test"));
+        assert_eq!(msg.addresses(HeaderName::Route).unwrap().len(), 1);
+
+        let mut msg = request(&[other, edge]);
+        let (_, next) = cp2.preprocess_routes(&mut msg, &from, |_| false);
+        let next = next.unwrap();
+        assert_eq!(next.pool_member(), Some("cpfe01.infra.lync.test"));
+        assert_eq!(route_host(&next), Host::named("cpfe01.infra.lync.test"));
+        assert_eq!(msg.addresses(HeaderName::Route).unwrap().len(), 2);
+    }
+}

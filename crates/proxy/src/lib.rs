@@ -35,3 +35,31 @@ pub use policy::{Inbound, Policy, Reach};
 pub use presence::{PresenceServer, Subscription};
 pub use registrar::{Binding, ExpiryBounds, Location};
 pub use trust::{asserted_identity, certificate_aor};
+
+#[cfg(test)]
+mod testing {
+    //! What the units' tests share: a peer's connection, without a socket.
+
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use siplab_transport::{ConnInfo, FlowToken, PeerIdentity};
+
+    /// An inbound connection on R1 with flow token `flow` from a peer whose certificate
+    /// names `host`.
+    pub fn conn(flow: &str, host: &str) -> Arc<ConnInfo> {
+        let addr: SocketAddr = "127.0.0.1:5061".parse().unwrap();
+        Arc::new(ConnInfo {
+            id: 1,
+            flow: FlowToken::parse(flow).unwrap(),
+            interface: Arc::from("R1"),
+            local: addr,
+            peer: addr,
+            identity: PeerIdentity {
+                dns_names: vec![host.to_owned()],
+                ..PeerIdentity::default()
+            },
+            inbound: true,
+        })
+    }
+}

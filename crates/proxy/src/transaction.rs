@@ -391,11 +391,8 @@ pub(crate) fn derived_request(
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
-    use siplab_transport::PeerIdentity;
-
     use super::*;
+    use crate::testing::conn;
 
     const B: Duration = Duration::from_secs(32);
     const C: Duration = Duration::from_secs(180);
@@ -409,22 +406,6 @@ mod tests {
             max,
         };
         Transactions::new(limits, Arc::default())
-    }
-
-    fn conn(flow: &str, host: &str) -> Arc<ConnInfo> {
-        let addr: SocketAddr = "127.0.0.1:5061".parse().unwrap();
-        Arc::new(ConnInfo {
-            id: 1,
-            flow: FlowToken::parse(flow).unwrap(),
-            interface: Arc::from("R1"),
-            local: addr,
-            peer: addr,
-            identity: PeerIdentity {
-                dns_names: vec![host.to_owned()],
-                ..PeerIdentity::default()
-            },
-            inbound: true,
-        })
     }
 
     fn request(method: &str, branch: &str) -> Message {
