@@ -22,6 +22,7 @@ fn docker_compose_yml_is_generated_from_the_topology() {
         "siplab-r1",
         "siplab-e1",
         "siplab-ce",
+        "siplab-r1b",
         "siplab-cp1",
         "siplab-cp2",
         "siplab-b3e",

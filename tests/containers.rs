@@ -231,7 +231,7 @@ fn the_lab_in_containers() {
     // and the internet view of the DNS hides the internal names.
     let a1e: Placement = "A1e".parse().unwrap();
     let from_internet = container(a1e);
-    for target in ["R1", "R2", "CP1", "CP2"] {
+    for target in ["R1", "R1b", "R2", "CP1", "CP2"] {
         let i = lab.interfaces_of(target).next().unwrap();
         let addr = format!("{}:{}", i.address, i.ports.sip.unwrap());
         let out = run(

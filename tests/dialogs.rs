@@ -121,6 +121,7 @@ fn reversed(lab: &Lab, path: &Path) -> Path {
         from: path.to,
         to: path.from,
         hops: siplab_runner::reversed(lab, &path.hops),
+        receiver: None,
         mirrorable: path.mirrorable,
     }
 }

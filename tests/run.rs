@@ -19,7 +19,7 @@ fn siplab_run_shows_every_row_and_the_article_s_evidence() {
     println!("{stdout}");
     assert!(out.status.success(), "siplab run failed: {stderr}");
     assert!(
-        stdout.contains("41 of 41 message rows and 41 of 41 presence rows match the article"),
+        stdout.contains("43 of 43 message rows and 43 of 43 presence rows match the article"),
         "{stdout}"
     );
     // The capture: the receiver's bottom six Vias in the article's roles, CP1 passing on to

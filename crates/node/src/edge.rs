@@ -252,14 +252,16 @@ impl Policy for Edge {
         if !from_inside {
             // A client signed in through us, or accepted federation: to the inside, which
             // knows its users; into a pool at the member the tenant concerned picks (the
-            // client's own, or the Request-URI's).
+            // client's own, or the Request-URI's, in the cloud).
             if self.is_inside_uri(ruri) {
                 // The remote target of a dialog an inside member holds (its Contact).
                 return self.inward(req, Why::Inward, ruri.clone());
             }
-            let tenant = match certificate_aor(req.conn) {
-                Some(aor) => aor.domain().to_owned(),
-                None => ruri.host.to_string(),
+            // An on-prem edge's pool serves its one domain; the cloud's, every tenant.
+            let tenant = match (&self.domain, certificate_aor(req.conn)) {
+                (Some(domain), _) => domain.clone(),
+                (None, Some(aor)) => aor.domain().to_owned(),
+                (None, None) => ruri.host.to_string(),
             };
             return self.inward(req, Why::Inward, self.entry(&tenant));
         }

@@ -1,4 +1,7 @@
-//! The front end (R1, R2): registrar and home server of its company's on-premises users.
+//! The front end (R1, R2, and R1b beside R1 in contoso's pool): registrar and home server of
+//! its company's on-premises users. In a pool each user is homed on one member: a client that
+//! signs in at another member is sent to its home server (301), and what reaches a member for
+//! another member's user, through the edge or from a user of its own, is passed on to it.
 
 use std::net::IpAddr;
 
@@ -9,7 +12,7 @@ use siplab_sip::{HeaderName, Host, Method, NameAddr, SipUri, Uri};
 use siplab_topology::{Lab, UserClass};
 use siplab_transport::ConnInfo;
 
-use crate::roles::{HomeEdge, Lacks, home_user};
+use crate::roles::{HomeEdge, Lacks, PoolPeers, home_user};
 
 pub struct FrontEnd {
     lab: Lab,
@@ -17,6 +20,8 @@ pub struct FrontEnd {
     domain: String,
     /// Its edge: everything not delivered here leaves through it, and only it asserts.
     edge: HomeEdge,
+    /// The other members of its pool (none for a front end of its own).
+    pool: PoolPeers,
     /// The 301 Contact for cloud-hosted users.
     cloud_redirect: String,
 }
@@ -33,6 +38,7 @@ impl FrontEnd {
         let home = SipUri::tls(None, Host::named(&redirect.host), Some(redirect.port));
         Ok(FrontEnd {
             edge: HomeEdge::of(lab, node)?,
+            pool: PoolPeers::of(lab, node)?,
             cloud_redirect: NameAddr::new(Uri::Sip(home)).to_string(),
             domain,
             node: node.to_owned(),
@@ -59,6 +65,9 @@ impl Policy for FrontEnd {
             return Decision::bad_request(NOT_SIP_URI);
         };
         let method = req.msg.method().unwrap_or(Method::Options);
+        if let Some(passed) = self.pool.named_by(ruri) {
+            return passed;
+        }
         let host = ruri.host.to_string();
         if ruri.user.is_none() && host != self.domain {
             return match method {
@@ -81,7 +90,26 @@ impl Policy for FrontEnd {
                     Reply::because(301, format!("{aor} is homed in the cloud"))
                         .with(HeaderName::Contact, self.cloud_redirect.clone()),
                 ),
-                Some(_) => Decision::register(aor),
+                Some(u) if u.home.as_str() == self.node => Decision::register(aor),
+                // Homed on another member. Its own client is told where (Skype for Business
+                // Server's 301, the home server first by q); one that came through the edge,
+                // which it cannot leave, is proxied there.
+                Some(u) => match (
+                    self.pool.member(u.home.as_str()),
+                    self.trusts_assertion(req.conn),
+                ) {
+                    (Some(home), false) => Decision::reply(
+                        Why::HomeServerRedirect,
+                        Reply::because(301, format!("{aor} is homed on {home}"))
+                            .with_reason("Redirect request to Home Server")
+                            .with(HeaderName::Contact, home_contact(home)),
+                    ),
+                    (Some(_), true) => self
+                        .pool
+                        .pass_on(u.home.as_str())
+                        .unwrap_or_else(|| Decision::refuse(500, "pool member lost")),
+                    (None, _) => Decision::refuse(403, format!("{aor} is not homed in this pool")),
+                },
             };
         }
         if host != self.domain {
@@ -94,14 +122,29 @@ impl Policy for FrontEnd {
             // Its own users: directly, or through the edge's Path, down their own flow.
             // Its presence is answered here, never by the user's client.
             Some(u) if u.home.as_str() == self.node => home_user(req, aor),
+            // Homed on another member of the pool: passed on to it (the article's R1 -> R1).
+            Some(u) if u.class == UserClass::A && self.pool.member(u.home.as_str()).is_some() => {
+                self.pool
+                    .pass_on(u.home.as_str())
+                    .unwrap_or_else(|| Decision::refuse(500, "pool member lost"))
+            }
             // Shared SIP address space: the user is homed in the cloud, reached via the edge.
             Some(_) => self.to_edge(Why::CloudHomed),
         }
     }
 
     fn trusts_assertion(&self, conn: &ConnInfo) -> bool {
-        self.edge.trusted.is(conn)
+        self.edge.trusted.is(conn) || self.pool.trusted.is(conn)
     }
+}
+
+/// The Contact of a 301 to a user's home server: the primary registrar, ranked first.
+fn home_contact(home: &SipUri) -> String {
+    let mut uri = home.clone();
+    uri.params.set("transport", Some("tls"));
+    let mut contact = NameAddr::new(Uri::Sip(uri));
+    contact.params.set("q", Some("0.7"));
+    contact.to_string()
 }
 
 #[cfg(test)]
@@ -187,5 +230,34 @@ mod tests {
                 .expect(Why::Subscription, Expect::InSubscription),
         ];
         run_table(&r1, &table).await;
+        // amber is homed on R1b, R1's fellow member of pool01.contoso.test.
+        let fe02 = "fe02.contoso.test";
+        let pool = [
+            Case::new("REGISTER from her own client at the other member: told her home")
+                .by_client("amber@contoso.test")
+                .request("REGISTER", "sip:contoso.test")
+                .to("amber@contoso.test")
+                .expect(Why::HomeServerRedirect, Expect::Status(301)),
+            Case::new("REGISTER through the edge, which she cannot leave: passed on")
+                .by_peer("edge01-int.contoso.test", "R1", "amber@contoso.test")
+                .asserted("amber@contoso.test")
+                .request("REGISTER", "sip:contoso.test")
+                .to("amber@contoso.test")
+                .expect(Why::PoolMember, Expect::To(fe02)),
+            Case::new("MESSAGE to a user homed on the other member: passed on (R1 -> R1)")
+                .by_client("alice@contoso.test")
+                .request("MESSAGE", "sip:amber@contoso.test")
+                .expect(Why::PoolMember, Expect::To(fe02)),
+            Case::new("in a dialog the other member holds: to it")
+                .by_client("alice@contoso.test")
+                .request("SUBSCRIBE", "sip:fe02.contoso.test:5061;transport=tls")
+                .expect(Why::PoolMember, Expect::To(fe02)),
+        ];
+        run_table(&r1, &pool).await;
+        let home = SipUri::new(None, Host::named(fe02), Some(5061));
+        assert_eq!(
+            home_contact(&home),
+            "<sip:fe02.contoso.test:5061;transport=tls>;q=0.7"
+        );
     }
 }

@@ -82,9 +82,16 @@ fn prepare(lab: &Lab, certs: &Path, setup: &OutsideSetup) -> Result<Prepared, No
         ),
         _ => None,
     };
+    // A node's listener by its name, or a pool's by the pool's name on a member's port.
     let listener = |node: &str, purpose: Purpose| {
-        lab.interfaces_of(node)
-            .find_map(|i| Some((i.fqdns.first()?.clone(), i.ports.get(purpose)?)))
+        let pool = lab.pool(node).map(|p| p.fqdn.clone());
+        lab.members(node)
+            .iter()
+            .flat_map(|n| lab.interfaces_of(n.name.as_str()))
+            .find_map(|i| {
+                let name = pool.clone().or_else(|| i.fqdns.first().cloned())?;
+                Some((name, i.ports.get(purpose)?))
+            })
             .ok_or_else(|| err(format!("{node} has no {purpose:?} listener")))
     };
     let server = match (&cloud, setup.at) {

@@ -32,6 +32,9 @@ pub enum Why {
     CloudHomed,
     /// A REGISTER of a cloud-homed user: told where its home is (301, section 4).
     CloudRedirect,
+    /// A client's REGISTER at a pool member that does not home the user: told which member
+    /// does (`301 Redirect request to Home Server`).
+    HomeServerRedirect,
     /// Another domain: federation, through the edge (section 5).
     OtherDomain,
     /// From a client or an accepted federation peer: to the inside node, which knows its
@@ -75,6 +78,7 @@ impl Why {
             Why::PresenceServer => "presence of a user homed here",
             Why::CloudHomed => "shared address space: the user is homed in the cloud",
             Why::CloudRedirect => "a cloud user is redirected to its home",
+            Why::HomeServerRedirect => "homed on another pool member: redirected to it",
             Why::OtherDomain => "another domain: federation through the edge",
             Why::Inward => "from outside: to the inside, which knows its users",
             Why::HostingProvider => "the domain's cloud users: to the hosting provider",
@@ -102,6 +106,8 @@ pub struct Reply {
     pub code: u16,
     /// Why, for people reading a trace: sent as a Warning (399) header.
     pub warning: Option<String>,
+    /// The reason phrase, when it is not the status code's usual one.
+    pub reason: Option<&'static str>,
     pub headers: Vec<(HeaderName, String)>,
 }
 
@@ -110,16 +116,23 @@ impl Reply {
         Reply {
             code,
             warning: None,
+            reason: None,
             headers: Vec::new(),
         }
     }
 
     pub fn because(code: u16, why: impl Into<String>) -> Reply {
         Reply {
-            code,
             warning: Some(why.into()),
-            headers: Vec::new(),
+            ..Reply::new(code)
         }
+    }
+
+    /// This answer with its own reason phrase (`301 Redirect request to Home Server`, as
+    /// Skype for Business Server writes it).
+    pub fn with_reason(mut self, reason: &'static str) -> Reply {
+        self.reason = Some(reason);
+        self
     }
 
     pub fn with(mut self, name: HeaderName, value: impl Into<String>) -> Reply {

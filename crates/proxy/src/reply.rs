@@ -7,7 +7,8 @@ use crate::decision::Reply;
 
 /// A response to `req` carrying `reply`.
 pub(crate) fn reply_message(req: &Message, reply: &Reply) -> Message {
-    let mut resp = Message::response_to(req, reply.code, reason_phrase(reply.code));
+    let reason = reply.reason.unwrap_or_else(|| reason_phrase(reply.code));
+    let mut resp = Message::response_to(req, reply.code, reason);
     if let Some(w) = &reply.warning {
         resp.push_warning(w);
     }

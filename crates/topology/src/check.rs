@@ -919,7 +919,7 @@ mod tests {
         );
         assert_eq!(
             broken(
-                "company = 1\nfrontend = \"R1\"",
+                "company = 1\nfrontend = \"P1\"",
                 "company = 1\nfrontend = \"R2\""
             ),
             r#"node "R1": domain "contoso.test" has frontend "R2""#

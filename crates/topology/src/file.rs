@@ -124,6 +124,8 @@ struct PathEntry {
     from: Placement,
     to: Placement,
     hops: Vec<String>,
+    /// The receiver, when it is not the resident of the `to` placement.
+    receiver: Option<String>,
     /// `false` for a row whose mirror image is not the same row with the digits swapped.
     #[serde(default = "yes")]
     mirror: bool,
@@ -268,6 +270,7 @@ fn path(entry: PathEntry) -> Result<Path, TopologyError> {
         from: entry.from,
         to: entry.to,
         hops,
+        receiver: entry.receiver,
         mirrorable: entry.mirror,
     })
 }

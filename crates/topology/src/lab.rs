@@ -274,11 +274,15 @@ impl Lab {
             .nth(usize::from(placement.at == At::External))
     }
 
-    /// The sender and receiver of a path row: the resident of the receiver's place, and the
+    /// The sender and receiver of a path row: the receiver it names or the resident of the
+    /// receiver's place, and the
     /// resident of the sender's place, or, in a row like A1i -> A1i, the other user of its
     /// class and company, sitting there too.
     pub fn parties(&self, path: &Path) -> Option<(&User, &User)> {
-        let receiver = self.resident(path.to)?;
+        let receiver = match &path.receiver {
+            Some(aor) => self.user(aor)?,
+            None => self.resident(path.to)?,
+        };
         let sender = match self.resident(path.from) {
             Some(s) if s.aor != receiver.aor => s,
             _ => self.users_at(path.from).find(|u| u.aor != receiver.aor)?,
@@ -412,12 +416,12 @@ mod tests {
         assert_eq!(lab.networks().len(), 4);
         // The two hybrid companies and the cloud-only tenant northwind.test.
         assert_eq!(lab.domains().len(), 3);
-        assert_eq!(lab.users().len(), 10);
-        // The seven of the reference with the cloud pool as two servers, and the partner K3
-        // (tailspin.test), run by whoever configures it.
-        assert_eq!(lab.nodes().len(), 9);
-        assert_eq!(lab.pools().len(), 1);
-        assert_eq!(lab.interfaces().len(), 15);
+        assert_eq!(lab.users().len(), 11);
+        // The seven of the reference with contoso's pool of two front ends and the cloud
+        // pool as two servers, and the partner K3 (tailspin.test), run by whoever configures it.
+        assert_eq!(lab.nodes().len(), 10);
+        assert_eq!(lab.pools().len(), 2);
+        assert_eq!(lab.interfaces().len(), 16);
         assert_eq!(lab.placements().len(), 9);
         assert_eq!(lab.views().len(), 4);
         assert_eq!(lab.zones().len(), 7);
@@ -464,7 +468,9 @@ mod tests {
             redirect.uri(),
             "sip:sipdir.online.lync.test:443;transport=tls"
         );
-        assert_eq!(lab.node("E1").unwrap().next_hop().unwrap(), "R1");
+        assert_eq!(lab.node("E1").unwrap().next_hop().unwrap(), "P1");
+        let members: Vec<_> = lab.members("P1").iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(members, ["R1b", "R1"]);
         assert_eq!(lab.node("CE").unwrap().next_hop().unwrap(), "CP");
         assert_eq!(lab.node("CP2").unwrap().next_hop().unwrap(), "CE");
         let members: Vec<_> = lab.members("CP").iter().map(|n| n.name.as_str()).collect();
@@ -475,7 +481,7 @@ mod tests {
             "sippool01.infra.lync.test"
         );
         assert!(lab.stands_for("CP", "CP1") && lab.stands_for("CP1", "CP1"));
-        assert!(!lab.stands_for("CP1", "CP2") && lab.pool_of("R1").is_none());
+        assert!(!lab.stands_for("CP1", "CP2") && lab.pool_of("R2").is_none());
 
         let alice = lab.user("alice@contoso.test").unwrap();
         assert_eq!(
@@ -507,8 +513,9 @@ mod tests {
             (UserClass::A, 1, At::External)
         );
         assert_eq!(a1e.network, "internet");
+        // alice, adam and amber (the pool rows' receiver, on R1b).
         let a1i: Vec<_> = lab.users_at(lab.placement("A1i").unwrap().name).collect();
-        assert_eq!(a1i.len(), 2);
+        assert_eq!(a1i.len(), 3);
         assert!(
             a1i.iter()
                 .all(|u| u.class == UserClass::A && u.domain() == "contoso.test")
@@ -595,10 +602,11 @@ mod tests {
     #[test]
     fn eighteen_paths_and_their_mirrors() {
         let lab = lab();
-        // Section 5's 18 and the lab's five of the cloud-only tenant, which have no mirror.
-        assert_eq!(lab.paths().len(), 23);
+        // Section 5's 18, the lab's five of the cloud-only tenant and two of contoso's pool,
+        // which have no mirror.
+        assert_eq!(lab.paths().len(), 25);
         let all = lab.paths_with_mirrors();
-        assert_eq!(all.len(), 41);
+        assert_eq!(all.len(), 43);
         assert_eq!(all.iter().filter(|p| p.mirrored).count(), 18);
 
         let row5 = &lab.paths()[4];
@@ -724,7 +732,7 @@ mod tests {
     #[test]
     fn identities_carry_every_name_that_leads_to_the_interface() {
         let identities = lab().node_identities();
-        assert_eq!(identities.len(), 15);
+        assert_eq!(identities.len(), 16);
         let of = |name: &str| identities.iter().find(|i| i.interface == name).unwrap();
         let r1 = of("R1");
         assert_eq!(r1.node, "R1");
@@ -733,10 +741,14 @@ mod tests {
             r1.dns_names,
             [
                 "fe01.contoso.test",
-                "pool01.contoso.test",
                 "lyncdiscoverinternal.contoso.test",
+                "pool01.contoso.test",
                 "sip.contoso.test"
             ]
+        );
+        assert_eq!(
+            of("R1b").dns_names,
+            ["fe02.contoso.test", "pool01.contoso.test"]
         );
         assert_eq!(
             of("E1x").dns_names,

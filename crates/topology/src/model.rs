@@ -372,6 +372,8 @@ pub struct Path {
     pub to: Placement,
     /// Sender first, receiver last.
     pub hops: Vec<Hop>,
+    /// The receiver's AOR, when it is not the resident of its place (`Lab::parties`).
+    pub receiver: Option<String>,
     /// Whether the row has a mirror image (companies 1 and 2 swapped).
     pub mirrorable: bool,
 }
@@ -392,6 +394,7 @@ impl Path {
             from: self.from.mirror(),
             to: self.to.mirror(),
             hops: self.hops.iter().map(Hop::mirror).collect(),
+            receiver: self.receiver.clone(),
             mirrorable: self.mirrorable,
         }
     }
