@@ -7,9 +7,11 @@
 //!
 //! Senders are one-shot `siplab-client` runs inside the sender's container (its network, its
 //! address, discovery through the lab's DNS); receivers are the long-running client of the
-//! receiver's container, whose log holds one JSON line per request received.
+//! receiver's container, whose log holds one JSON line per request received, or, for a row
+//! that names a receiver other than its place's resident, a client of its own started there.
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader, Lines};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -85,6 +87,45 @@ fn received(place: Placement, body: &str) -> Option<Value> {
     None
 }
 
+/// A client of a row's named receiver, listening in its place's container.
+struct Listener {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Listener {
+    /// Starts it and waits until it has signed in.
+    fn start(place: Placement, user: &str) -> Option<Listener> {
+        let mut child = Command::new("docker")
+            .args(["exec", &container(place), "siplab-client", "--user", user])
+            .args(["--at", at(place), "--certs", "/certs", "--listen-for", "4"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let mut lines = BufReader::new(child.stdout.take()?).lines();
+        let signed_in = lines.by_ref().map_while(Result::ok).any(|l| {
+            serde_json::from_str::<Value>(&l)
+                .is_ok_and(|e| e["event"] == "registered" && e["status"] == 200)
+        });
+        signed_in.then_some(Listener { child, lines })
+    }
+
+    /// The request with this body it received, once its listening time is over and it
+    /// has signed out (so the next row's client of the same user finds no stale binding).
+    fn received(mut self, body: &str) -> Option<Value> {
+        let events: Vec<Value> = self
+            .lines
+            .by_ref()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+            .collect();
+        let _ = self.child.wait();
+        events
+            .into_iter()
+            .find(|e| e["event"] == "received" && e["body"] == body)
+    }
+}
+
 fn registrations(place: Placement) -> usize {
     let out = run("docker", &["logs", &container(place)]);
     events(&out.stdout)
@@ -97,6 +138,16 @@ fn row(lab: &Lab, path: &Path, tag: &str) -> Row {
     let mut r = Row::pending(lab, path);
     let (sender, receiver) = (r.sender.clone(), r.receiver.clone());
     let text = format!("{tag} row {}", r.scenario);
+    let listener = match &path.receiver {
+        Some(aor) => match Listener::start(path.to, aor) {
+            Some(l) => Some(l),
+            None => {
+                r.outcome = Outcome::Failed(format!("{aor} did not sign in at {}", path.to));
+                return r;
+            }
+        },
+        None => None,
+    };
     match send(path.from, &sender, &receiver, &text) {
         Some(resp) if resp["status"] == 200 => {}
         other => {
@@ -104,7 +155,11 @@ fn row(lab: &Lab, path: &Path, tag: &str) -> Row {
             return r;
         }
     }
-    let Some(got) = received(path.to, &text) else {
+    let got = match listener {
+        Some(l) => l.received(&text),
+        None => received(path.to, &text),
+    };
+    let Some(got) = got else {
         r.outcome = Outcome::Failed("the receiver logged nothing".into());
         return r;
     };

@@ -81,6 +81,59 @@ async fn a_cloud_user_is_redirected_to_the_cloud() {
     assert_eq!(resp.status(), Some(301));
 }
 
+/// amber is homed on R1b, R1's fellow member of pool01.contoso.test, where the pool's
+/// records lead first: her own client is sent on with Skype for Business Server's 301 and
+/// registers at R1b; through E1 the REGISTER is proxied there instead.
+#[tokio::test]
+async fn a_user_of_the_other_pool_member_is_sent_to_her_home_server() {
+    const AMBER: &str = "amber@contoso.test";
+    let lab = TestLab::start(Suite::FrontEnd.slot(11), &["R1", "R1b", "E1"]).await;
+    let register = "REGISTER sip:contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:5070;branch=z9hG4bKamb;rport\r\nMax-Forwards: 70\r\nFrom: <sip:amber@contoso.test>;tag=1\r\nTo: <sip:amber@contoso.test>\r\nCall-ID: amber-301\r\nCSeq: 1 REGISTER\r\nContact: <sip:amber@{ip}:5070;transport=tls;ob>\r\nContent-Length: 0\r\n\r\n";
+    let resp = exchange(&lab, AMBER, At::Internal, register).await;
+    let text = String::from_utf8_lossy(&resp.to_bytes()).into_owned();
+    assert!(
+        text.starts_with("SIP/2.0 301 Redirect request to Home Server\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Contact: <sip:fe02.contoso.test:5061;transport=tls>;q=0.7\r\n"),
+        "{text}"
+    );
+    assert!(lab.nodes[0].location.lookup(AMBER).is_none());
+
+    // Her client follows it and registers at R1b.
+    let inside = lab.client(AMBER, At::Internal).await;
+    let servers: Vec<(String, Option<u16>)> = inside
+        .registered_via()
+        .expect("signed in")
+        .servers
+        .into_iter()
+        .map(|s| (s.name, s.status))
+        .collect();
+    assert_eq!(
+        servers,
+        [
+            ("pool01.contoso.test".to_owned(), Some(301)),
+            ("fe02.contoso.test".to_owned(), Some(200)),
+        ]
+    );
+    assert!(lab.nodes[1].location.lookup(AMBER).is_some());
+    assert!(lab.nodes[0].location.lookup(AMBER).is_none());
+    inside.shutdown().await;
+
+    // From the internet, through E1 (which enters the pool at R1): proxied to R1b, with E1's Path.
+    let outside = lab.client(AMBER, At::External).await;
+    let binding = lab.nodes[1].location.lookup(AMBER).expect("bound at R1b");
+    assert!(
+        binding
+            .path()
+            .iter()
+            .any(|p| p.contains("edge01-int.contoso.test"))
+    );
+    assert!(lab.nodes[0].location.lookup(AMBER).is_none());
+    outside.shutdown().await;
+}
+
 #[tokio::test]
 async fn unknown_users_get_404_and_absent_ones_480() {
     let lab = TestLab::start(Suite::FrontEnd.slot(2), &["R1", "E1"]).await;

@@ -72,7 +72,7 @@ impl Suite {
         match self {
             Suite::Readme => (0, 2),
             Suite::SiteRows => (10, 5),
-            Suite::FrontEnd => (21, 11),
+            Suite::FrontEnd => (21, 12),
             Suite::Matrix => (40, 1),
             Suite::Dialogs => (51, 18),
             Suite::Trust => (70, 5),
