@@ -1,5 +1,6 @@
-//! The README's first command, `siplab run`: the whole lab in one process prints every row
-//! matching, the article's capture and Route example side by side with the lab's, and exits 0.
+//! The README's first command, `cargo run --release --bin siplab -- run`, as the built
+//! `siplab run`: the whole lab in one process prints every row matching, the article's
+//! capture, Route example and question side by side with the lab's, and exits 0.
 
 mod common;
 
@@ -7,11 +8,21 @@ use std::process::Command;
 
 use common::Suite;
 
+/// The `n` lines of `text` from the one starting with `title`.
+fn section<'a>(text: &'a str, title: &str, n: usize) -> Vec<&'a str> {
+    text.lines()
+        .skip_while(|l| !l.starts_with(title))
+        .take(n)
+        .collect()
+}
+
 #[test]
 fn siplab_run_shows_every_row_and_the_article_s_evidence() {
-    let slot = Suite::Readme.slot(0).to_string();
+    // As the README runs it, without options: its default slots (0, and 1 for the article's
+    // question) are the README's own.
+    assert_eq!((Suite::Readme.slot(0), Suite::Readme.slot(1)), (0, 1));
     let out = Command::new(env!("CARGO_BIN_EXE_siplab"))
-        .args(["run", "--slot", &slot])
+        .arg("run")
         .output()
         .expect("run siplab");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -24,11 +35,8 @@ fn siplab_run_shows_every_row_and_the_article_s_evidence() {
     );
     // The capture: the receiver's bottom six Vias in the article's roles, CP1 passing on to
     // CP2, and R1 and E1x above them, which the article could not see.
-    let capture: Vec<&str> = stdout
-        .lines()
-        .skip_while(|l| !l.starts_with("The article's capture"))
-        .take(10)
-        .collect();
+    let capture = section(&stdout, "The article's capture", 10);
+    assert_eq!(capture.len(), 10, "{stdout}");
     assert!(
         capture[0].ends_with("the same roles in the same order"),
         "{capture:#?}"
@@ -52,10 +60,7 @@ fn siplab_run_shows_every_row_and_the_article_s_evidence() {
         .copied()
         .collect();
     assert!(unseen.len() == 2 && unseen[0].contains("E1x") && unseen[1].contains("R1"));
-    let route = stdout
-        .lines()
-        .find(|l| l.starts_with("The article's Route example"))
-        .unwrap_or_default();
+    let route = section(&stdout, "The article's Route example", 1).join("");
     assert!(
         route.ends_with("the same roles in the same order"),
         "{route}"
@@ -63,11 +68,8 @@ fn siplab_run_shows_every_row_and_the_article_s_evidence() {
     assert!(stdout.contains("ms-fe=cpfe02.infra.lync.test"));
     // The article's question: the hosting provider cannot speak for a hybrid domain that
     // does not list it.
-    let question: Vec<&str> = stdout
-        .lines()
-        .skip_while(|l| !l.starts_with("The article's question"))
-        .take(4)
-        .collect();
+    let question = section(&stdout, "The article's question", 4);
+    assert_eq!(question.len(), 4, "{stdout}");
     assert!(
         question[2].contains("bruno@fabrikam.test -> adam@contoso.test: 403")
             && question[2].contains("sipfed.online.lync.test")

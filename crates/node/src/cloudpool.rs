@@ -44,14 +44,6 @@ impl CloudPool {
         (home == self.node || self.pool.member(home).is_some()).then_some(home)
     }
 
-    /// A user homed here, or passed on to the member that homes it.
-    fn at_home(&self, req: &Inbound<'_>, aor: Aor, home: &str) -> Decision {
-        match self.pool.pass_on(home) {
-            Some(passed) => passed,
-            None => home_user(req, aor),
-        }
-    }
-
     /// The identity the cloud edge asserted for a request from one of its clients.
     fn asserted(&self, req: &Inbound<'_>) -> Option<Aor> {
         if !self.trusts_assertion(req.conn) {
@@ -84,15 +76,13 @@ impl Policy for CloudPool {
             let Some(aor) = req.msg.to().ok().and_then(|t| t.sip_uri().map(SipUri::aor)) else {
                 return Decision::bad_request(REGISTER_TO_NOT_SIP);
             };
-            if self.lab.user(&aor).is_none() {
-                return Decision::refuse(404, format!("no user {aor}"));
-            }
-            return match self.home_of(&aor) {
-                None => Decision::refuse(403, format!("{aor} is not hosted here")),
-                Some(home) => match self.pool.pass_on(home) {
-                    Some(passed) => passed,
-                    None => Decision::register(aor),
-                },
+            return match self.lab.user(&aor).map(|u| u.home.as_str()) {
+                None => Decision::refuse(404, format!("no user {aor}")),
+                Some(home) if home == self.node => Decision::register(aor),
+                Some(home) => self
+                    .pool
+                    .pass_on(home)
+                    .unwrap_or_else(|| Decision::refuse(403, format!("{aor} is not hosted here"))),
             };
         }
         // Section 5: the pool's own users are delivered by their home member, to a sender of
@@ -107,8 +97,10 @@ impl Policy for CloudPool {
         if let Some(home) = self.home_of(&target)
             && sender.as_ref().is_none_or(|s| s.domain() == host)
         {
-            let home = home.to_owned();
-            return self.at_home(req, target, &home);
+            return self
+                .pool
+                .pass_on(home)
+                .unwrap_or_else(|| home_user(req, target));
         }
         let Some(sender) = sender else {
             return Decision::refuse(404, format!("no hosted user {target}"));

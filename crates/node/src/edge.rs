@@ -161,9 +161,10 @@ impl Edge {
         ))
     }
 
-    /// Whether a Route names the inside node (the front end, the cloud pool).
+    /// Whether a Route (or Request-URI) leads to the inside node: the front end, the cloud
+    /// pool, or the pool member it names (`ms-fe`), which must be inside too.
     fn is_inside_uri(&self, uri: &SipUri) -> bool {
-        match &uri.host {
+        match &*uri.route_host() {
             Host::Name(n) => self
                 .inside_peer
                 .names
@@ -258,12 +259,17 @@ impl Policy for Edge {
                 return self.inward(req, Why::Inward, ruri.clone());
             }
             // An on-prem edge's pool serves its one domain; the cloud's, every tenant.
-            let tenant = match (&self.domain, certificate_aor(req.conn)) {
-                (Some(domain), _) => domain.clone(),
-                (None, Some(aor)) => aor.domain().to_owned(),
-                (None, None) => ruri.host.to_string(),
+            let client = certificate_aor(req.conn);
+            let host;
+            let tenant = match (&self.domain, &client) {
+                (Some(domain), _) => domain.as_str(),
+                (None, Some(aor)) => aor.domain(),
+                (None, None) => {
+                    host = ruri.host.to_string();
+                    host.as_str()
+                }
             };
-            return self.inward(req, Why::Inward, self.entry(&tenant));
+            return self.inward(req, Why::Inward, self.entry(tenant));
         }
         // From the inside, out: the company's own users that reach the edge are hosted in
         // the cloud (shared address space); other domains are federation.
@@ -345,6 +351,11 @@ mod tests {
                 .by_client("alice@contoso.test")
                 .request("MESSAGE", "sip:anna@fabrikam.test")
                 .next_route("sip:sip.fabrikam.test:5061;lr")
+                .expect(Why::Untrusted, Expect::Status(403)),
+            Case::new("from outside, a pool Route whose member is no inside node")
+                .by_client("alice@contoso.test")
+                .request("MESSAGE", "sip:anna@fabrikam.test")
+                .next_route("sip:pool01.contoso.test:5061;transport=tls;ms-fe=sip.fabrikam.test;lr")
                 .expect(Why::Untrusted, Expect::Status(403)),
             Case::new("from outside, a Route naming another client's flow")
                 .by_client("alice@contoso.test")

@@ -94,21 +94,15 @@ impl Policy for FrontEnd {
                 // Homed on another member. Its own client is told where (Skype for Business
                 // Server's 301, the home server first by q); one that came through the edge,
                 // which it cannot leave, is proxied there.
-                Some(u) => match (
-                    self.pool.member(u.home.as_str()),
-                    self.trusts_assertion(req.conn),
-                ) {
-                    (Some(home), false) => Decision::reply(
+                Some(u) => match self.pool.member(u.home.as_str()) {
+                    None => Decision::refuse(403, format!("{aor} is not homed in this pool")),
+                    Some(home) if self.trusts_assertion(req.conn) => PoolPeers::pass_to(home),
+                    Some(home) => Decision::reply(
                         Why::HomeServerRedirect,
                         Reply::because(301, format!("{aor} is homed on {home}"))
                             .with_reason("Redirect request to Home Server")
                             .with(HeaderName::Contact, home_contact(home)),
                     ),
-                    (Some(_), true) => self
-                        .pool
-                        .pass_on(u.home.as_str())
-                        .unwrap_or_else(|| Decision::refuse(500, "pool member lost")),
-                    (None, _) => Decision::refuse(403, format!("{aor} is not homed in this pool")),
                 },
             };
         }
@@ -122,14 +116,12 @@ impl Policy for FrontEnd {
             // Its own users: directly, or through the edge's Path, down their own flow.
             // Its presence is answered here, never by the user's client.
             Some(u) if u.home.as_str() == self.node => home_user(req, aor),
-            // Homed on another member of the pool: passed on to it (the article's R1 -> R1).
-            Some(u) if u.class == UserClass::A && self.pool.member(u.home.as_str()).is_some() => {
-                self.pool
-                    .pass_on(u.home.as_str())
-                    .unwrap_or_else(|| Decision::refuse(500, "pool member lost"))
-            }
-            // Shared SIP address space: the user is homed in the cloud, reached via the edge.
-            Some(_) => self.to_edge(Why::CloudHomed),
+            // Homed on another member of the pool: passed on to it (the article's R1 -> R1);
+            // else, shared SIP address space: homed in the cloud, reached via the edge.
+            Some(u) => self
+                .pool
+                .pass_on(u.home.as_str())
+                .unwrap_or_else(|| self.to_edge(Why::CloudHomed)),
         }
     }
 

@@ -127,22 +127,21 @@ impl PoolPeers {
         self.members.iter().find(|(m, _)| m == home).map(|(_, u)| u)
     }
 
-    /// On to the member a Request-URI names (its Contact, in a dialog that member holds).
+    /// On to the member a Request-URI names (its Contact, in a dialog that member holds);
+    /// hosts compare as parsed, lower-cased.
     pub fn named_by(&self, uri: &SipUri) -> Option<Decision> {
-        let (_, member) = self
-            .members
-            .iter()
-            .find(|(_, m)| match (&m.host, &uri.host) {
-                (Host::Name(a), Host::Name(b)) => a.eq_ignore_ascii_case(b),
-                (a, b) => a == b,
-            })?;
-        Some(Decision::to(Why::PoolMember, NextHop::Uri(member.clone())))
+        let (_, member) = self.members.iter().find(|(_, m)| m.host == uri.host)?;
+        Some(PoolPeers::pass_to(member))
     }
 
-    /// On to the member that homes the user concerned.
+    /// On to the member that homes the user concerned, when it is another member.
     pub fn pass_on(&self, home: &str) -> Option<Decision> {
-        let uri = self.member(home)?.clone();
-        Some(Decision::to(Why::PoolMember, NextHop::Uri(uri)))
+        self.member(home).map(PoolPeers::pass_to)
+    }
+
+    /// On to `member`.
+    pub fn pass_to(member: &SipUri) -> Decision {
+        Decision::to(Why::PoolMember, NextHop::Uri(member.clone()))
     }
 }
 

@@ -29,14 +29,6 @@ pub struct OwnInterface {
     pub pool: Option<String>,
 }
 
-/// The host a Route or next hop leads to: the pool member it names, else its host.
-fn route_host(uri: &SipUri) -> Host {
-    match uri.pool_member() {
-        Some(member) => Host::named(member),
-        None => uri.host.clone(),
-    }
-}
-
 impl OwnInterface {
     /// `sip:[user@]fqdn:port;transport=tls`: this interface as a URI, at the listener `port`.
     fn uri(&self, user: Option<&str>, port: u16) -> SipUri {
@@ -88,7 +80,7 @@ impl Interfaces {
     /// Whether a Route leads to this node: it names one of its hosts, or the pool member it
     /// names is this node.
     fn is_own_route(&self, uri: &SipUri) -> bool {
-        self.is_own_host(&route_host(uri))
+        self.is_own_host(&uri.route_host())
     }
 
     /// Whether a Request-URI names this node itself rather than a user.
@@ -183,7 +175,7 @@ pub(crate) async fn locate(
             None => Err(Reply::because(430, "the user's connection is gone")),
         },
         NextHop::Uri(uri) => {
-            let host = match route_host(uri) {
+            let host = match uri.route_host().into_owned() {
                 Host::Name(n) => n.clone(),
                 Host::Ip(ip) => ip.to_string(),
             };
@@ -352,7 +344,7 @@ mod tests {
         let (_, next) = cp2.preprocess_routes(&mut msg, &from, |_| false);
         let next = next.unwrap();
         assert_eq!(next.pool_member(), Some("cpfe01.infra.lync.test"));
-        assert_eq!(route_host(&next), Host::named("cpfe01.infra.lync.test"));
+        assert_eq!(*next.route_host(), Host::named("cpfe01.infra.lync.test"));
         assert_eq!(msg.addresses(HeaderName::Route).unwrap().len(), 2);
     }
 }

@@ -1,6 +1,7 @@
 //! SIP and SIPS URIs (RFC 3261 section 19.1), hosts, and parameter lists; other schemes are
 //! carried as they are, since a proxy may forward what it cannot route.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -333,6 +334,15 @@ impl SipUri {
         self.params.value(POOL_MEMBER)
     }
 
+    /// The host a Route with this URI leads to: the pool member it names, else its own host
+    /// (borrowed, so routing by an ordinary Route allocates nothing).
+    pub fn route_host(&self) -> Cow<'_, Host> {
+        match self.pool_member() {
+            Some(member) => Cow::Owned(Host::named(member)),
+            None => Cow::Borrowed(&self.host),
+        }
+    }
+
     /// This URI of a pool (`host`) with `member` as the member holding the dialog.
     pub fn with_pool_member(self, member: &str) -> SipUri {
         self.param(POOL_MEMBER, member)
@@ -587,6 +597,25 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_pool_route_leads_to_its_member() {
+        let pool = SipUri::parse(
+            "sip:sippool01.infra.lync.test:5061;transport=tls;ms-fe=CPFE02.infra.lync.test;lr",
+        )
+        .unwrap();
+        assert_eq!(pool.pool_member(), Some("CPFE02.infra.lync.test"));
+        assert_eq!(*pool.route_host(), Host::named("cpfe02.infra.lync.test"));
+        let plain = SipUri::parse("sip:fe01.contoso.test;lr").unwrap();
+        assert!(matches!(plain.route_host(), Cow::Borrowed(h) if *h == plain.host));
+        let built = SipUri::tls(None, Host::named("pool01.contoso.test"), Some(5061))
+            .flag("lr")
+            .with_pool_member("fe01.contoso.test");
+        assert_eq!(
+            built.to_string(),
+            "sip:pool01.contoso.test:5061;transport=tls;lr;ms-fe=fe01.contoso.test"
+        );
+    }
 
     #[test]
     fn parses_the_parts() {
