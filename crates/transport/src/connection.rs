@@ -207,6 +207,9 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
             match frame {
                 Frame::Message(msg) => {
                     inner.on_message(&info, &msg);
+                    if let Some(tap) = inner.tap.get() {
+                        tap.record((info.peer, info.local), false, msg.to_bytes(), None);
+                    }
                     if inner
                         .lane_of(&msg)
                         .send(Event::Message {

@@ -10,12 +10,15 @@
 //! ([`Transport::listen_with_alpn`]); such connections are handed over whole and never
 //! reach the SIP layer.
 
+mod capture;
 mod connection;
+pub mod hep;
 mod tls;
 mod transport;
 
 use std::time::Duration;
 
+pub use capture::{CaptureSink, Captured, Tap};
 pub use connection::{ConnInfo, ConnMeta, FlowToken};
 pub use tls::{PeerIdentity, TlsConfig};
 pub use transport::{AlpnHandler, Destination, Event, Transport};

@@ -6,7 +6,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use rustls::pki_types::ServerName;
@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::capture::Tap;
 use crate::connection::{self, Conn, ConnInfo, ConnMeta, FlowToken};
 use crate::tls::{PeerIdentity, TlsConfig};
 use crate::{Limits, TransportError};
@@ -94,6 +95,8 @@ pub(crate) struct Inner {
     lanes: Box<[mpsc::Sender<Event>]>,
     permits: Arc<Semaphore>,
     next_id: AtomicU64,
+    /// Where what this node receives and sends is captured, once it is told (off by default).
+    pub(crate) tap: OnceLock<Tap>,
 }
 
 /// A node's transport; cheap to clone.
@@ -125,6 +128,7 @@ impl Transport {
             lanes: Vec::into_boxed_slice(senders),
             permits: Arc::new(Semaphore::new(limits.max_connections)),
             next_id: AtomicU64::new(1),
+            tap: OnceLock::new(),
         };
         (
             Transport {
@@ -233,8 +237,43 @@ impl Transport {
         Ok(bound)
     }
 
+    /// Captures every message this transport receives and sends into `tap` from now on
+    /// (a transport is tapped once; a second tap is ignored).
+    pub fn tap(&self, tap: Tap) {
+        let _ = self.inner.tap.set(tap);
+    }
+
+    /// Whether what is sent is captured: a sender need work out its reason only then.
+    pub fn tapped(&self) -> bool {
+        self.inner.tap.get().is_some()
+    }
+
     /// Sends serialized message bytes; returns the connection it went on.
     pub async fn send(
+        &self,
+        dest: &Destination,
+        bytes: Bytes,
+    ) -> Result<Arc<ConnInfo>, TransportError> {
+        self.send_because(dest, bytes, None).await
+    }
+
+    /// Sends like [`Transport::send`]; a tapped transport captures the message with
+    /// `reason`, why it goes where it goes.
+    pub async fn send_because(
+        &self,
+        dest: &Destination,
+        bytes: Bytes,
+        reason: Option<Arc<str>>,
+    ) -> Result<Arc<ConnInfo>, TransportError> {
+        let Some(tap) = self.inner.tap.get() else {
+            return self.send_untapped(dest, bytes).await;
+        };
+        let info = self.send_untapped(dest, bytes.clone()).await?;
+        tap.record((info.local, info.peer), true, bytes, reason);
+        Ok(info)
+    }
+
+    async fn send_untapped(
         &self,
         dest: &Destination,
         bytes: Bytes,
