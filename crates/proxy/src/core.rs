@@ -19,7 +19,8 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::branch::{self, BranchMaker};
-use crate::decision::{Action, Forward, Reply};
+use crate::decision::{Action, Forward, Reply, Why};
+use crate::explain::{Outcome, Reason};
 use crate::forward::{self, Hop, Interfaces, OwnInterface};
 use crate::home::{Answered, Home};
 use crate::policy::{Inbound, Policy, Reach};
@@ -198,7 +199,8 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
                 method = %msg.method().map(|m| m.to_string()).unwrap_or_default(),
                 call_id = %call_id(),
                 branch = tracing::field::Empty,
-                from = %conn.peer
+                from = %conn.peer,
+                why = tracing::field::Empty
             );
             self.on_request(msg, conn).instrument(span).await;
         } else {
@@ -300,18 +302,31 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             location: &self.home.location,
         };
         let decision = self.policy.route(&inbound, &self.reach).await;
-        info!(why = %decision.why, "decided");
+        let why = decision.why;
+        tracing::Span::current().record(
+            "why",
+            tracing::field::display(Reason {
+                why,
+                msg: &msg,
+                conn: &conn,
+                outcome: None,
+            }),
+        );
+        info!("decided");
         debug!(action = ?decision.action, "decision");
         match decision.action {
             Action::Forward(f) => {
-                self.forward(msg, *f, &key, (hash, checked.max_forwards), &conn)
-                    .await
+                let limits = (hash, checked.max_forwards);
+                self.forward(msg, *f, &key, limits, &conn, why).await
             }
             _ if is_ack => {}
-            Action::Reply(r) => self.reply(&key, r).await,
+            Action::Reply(r) => {
+                let reason = self.reason(why, &msg, &conn, Outcome::Answered(r.code));
+                self.reply_because(&key, r, reason).await
+            }
             Action::Register(aor) => {
                 let answer = self.home.register(&msg, &conn, &aor, trusted);
-                self.answer_home(&key, answer).await
+                self.answer_home(&key, answer, (why, &msg, &conn)).await
             }
             Action::Presence(aor) => {
                 let contact = self
@@ -322,7 +337,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
                 let answer = self
                     .home
                     .presence(&msg, &conn, aor.as_ref(), trusted, &contact);
-                self.answer_home(&key, answer).await
+                self.answer_home(&key, answer, (why, &msg, &conn)).await
             }
         }
     }
@@ -351,14 +366,45 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
     }
 
     /// Sends what the registrar or the presence server answered, and the NOTIFYs it causes.
-    async fn answer_home(self: &Arc<Self>, key: &str, answer: Result<Answered, Reply>) {
+    async fn answer_home(
+        self: &Arc<Self>,
+        key: &str,
+        answer: Result<Answered, Reply>,
+        (why, msg, conn): (Why, &Message, &ConnInfo),
+    ) {
+        let code = match &answer {
+            Ok(a) => a.response.status().unwrap_or_default(),
+            Err(reply) => reply.code,
+        };
+        let reason = self.reason(why, msg, conn, Outcome::Answered(code));
         match answer {
             Ok(Answered { response, changed }) => {
-                self.send_response(key, response).await;
+                self.send_response(key, response, reason).await;
                 self.notify_due(Some(&changed)).await;
             }
-            Err(reply) => self.reply(key, reply).await,
+            Err(reply) => self.reply_because(key, reply, reason).await,
         }
+    }
+
+    /// A hop's reason for a capture, worked out only when the transport is tapped.
+    fn reason(
+        &self,
+        why: Why,
+        msg: &Message,
+        conn: &ConnInfo,
+        outcome: Outcome<'_>,
+    ) -> Option<Arc<str>> {
+        let outcome = Some(outcome);
+        let reason = || {
+            Reason {
+                why,
+                msg,
+                conn,
+                outcome,
+            }
+            .shared()
+        };
+        self.transport.tapped().then(reason)
     }
 
     /// Has the notifier task send the NOTIFYs the latest changes call for: the lanes must
@@ -427,12 +473,18 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
         key: &str,
         (hash, max_forwards): (u64, Option<u8>),
         conn: &Arc<ConnInfo>,
+        why: Why,
     ) {
         let method = msg.method().unwrap_or(Method::Ack);
         let hop = match forward::locate(&f.next_hop, &self.transport, &self.reach).await {
             Ok(h) => h,
-            Err(reply) => return self.reply(key, reply).await,
+            Err(reply) => {
+                let reason = self.reason(why, &msg, conn, Outcome::Answered(reply.code));
+                return self.reply_because(key, reply, reason).await;
+            }
         };
+        // Before the edits: the Request-URI the rule looked at, not the contact it became.
+        let reason = self.reason(why, &msg, conn, Outcome::Sent(&hop.dest));
         let (Some(out_if), Some(in_if)) =
             (self.own.get(&hop.interface), self.own.get(&conn.interface))
         else {
@@ -465,13 +517,13 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
         info!(to = ?hop.dest, iface = %out_if.name, %branch, "forwarding");
 
         if method == Method::Ack {
-            if let Err(e) = self.transport.send(&hop.dest, bytes).await {
+            if let Err(e) = self.transport.send_because(&hop.dest, bytes, reason).await {
                 warn!(error = %e, "ACK not sent");
             }
             return;
         }
         self.txns.open_client(&branch, key.to_owned(), method, msg);
-        match self.transport.send(&hop.dest, bytes).await {
+        match self.transport.send_because(&hop.dest, bytes, reason).await {
             Ok(c) => self.txns.sent(&branch, c),
             Err(e) => {
                 self.txns.close_client(&branch);
@@ -563,23 +615,32 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
         }
         msg.headers.remove_first_value(&HeaderName::Via);
         info!(code, "relaying response");
-        self.send_response(&key, msg).await;
+        self.send_response(&key, msg, None).await;
     }
 
     async fn reply(self: &Arc<Self>, key: &str, reply: Reply) {
+        self.reply_because(key, reply, None).await
+    }
+
+    /// Answers like [`Proxy::reply`]; a capture carries `reason`.
+    async fn reply_because(self: &Arc<Self>, key: &str, reply: Reply, reason: Option<Arc<str>>) {
         if let Some(resp) = self.txns.response_for(key, &reply) {
-            self.send_response(key, resp).await;
+            self.send_response(key, resp, reason).await;
         }
     }
 
     /// Sends a response through its server transaction.
-    async fn send_response(self: &Arc<Self>, key: &str, resp: Message) {
+    async fn send_response(self: &Arc<Self>, key: &str, resp: Message, reason: Option<Arc<str>>) {
         let code = resp.status().unwrap_or_default();
         let bytes = resp.to_bytes();
         let Some(flow) = self.txns.answer(key, code, &bytes) else {
             return debug!(code, "transaction already answered; dropped");
         };
-        match self.transport.send(&Destination::Flow(flow), bytes).await {
+        let sent = self
+            .transport
+            .send_because(&Destination::Flow(flow), bytes, reason)
+            .await;
+        match sent {
             Ok(_) => {}
             // The client hung up before its answer came (a sign-out that does not wait).
             Err(e @ TransportError::FlowGone(_)) => {

@@ -65,31 +65,76 @@ pub enum Why {
     Malformed,
 }
 
+/// What a reason is about: the input of the request (or its connection) the rule that
+/// fired looked at, written before the reason when a hop is explained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// Nothing but the request's route (the next hop says it all).
+    Route,
+    /// The Request-URI's user (`bob@fabrikam.test`).
+    Target,
+    /// The Request-URI's domain (`fabrikam.test`).
+    Domain,
+    /// The sender (From), for a rule about where traffic from a user goes.
+    Sender,
+    /// From and Request-URI, for a rule about either party.
+    Parties,
+    /// The user a REGISTER is for (To).
+    Registering,
+    /// The method and the user (`SUBSCRIBE for alice@contoso.test`).
+    Request,
+    /// Who is at the other end of the connection (its certificate's name).
+    Peer,
+}
+
 impl Why {
-    /// The reason in a few words, for a log line or a diagram.
+    /// The reason in a few words, for a log line or a diagram; it reads after its
+    /// [`Why::subject`] (`fabrikam.test: not ours: federation via _sipfederationtls._tcp`).
     pub fn text(self) -> &'static str {
         match self {
             Why::RouteSet => "loose routing: the next Route",
             Why::ClientFlow => "a Route of ours names the client's flow",
             Why::RegisteredContact => "in-dialog, to a contact registered here",
             Why::Subscription => "in-dialog, a subscription served here",
-            Why::HomeUser => "a user homed here, down its registered flow",
-            Why::Registrar => "a REGISTER for a user homed here",
-            Why::PresenceServer => "presence of a user homed here",
-            Why::CloudHomed => "shared address space: the user is homed in the cloud",
-            Why::CloudRedirect => "a cloud user is redirected to its home",
+            Why::HomeUser => "registered here: down the flow of the REGISTER",
+            Why::Registrar => "homed here: the registrar answers",
+            Why::PresenceServer => "for a user homed here: answered, not forwarded",
+            Why::CloudHomed => "homed in the cloud (shared address space): out through the edge",
+            Why::CloudRedirect => "homed in the cloud: redirected to its home",
             Why::HomeServerRedirect => "homed on another pool member: redirected to it",
-            Why::OtherDomain => "another domain: federation through the edge",
+            Why::OtherDomain => "not ours: federation through the edge",
             Why::Inward => "from outside: to the inside, which knows its users",
-            Why::HostingProvider => "the domain's cloud users: to the hosting provider",
-            Why::Federation => "_sipfederationtls of the domain",
+            Why::HostingProvider => "homed in the cloud: to the hosting provider",
+            Why::Federation => "not ours: federation via _sipfederationtls._tcp",
             Why::HybridPartner => "a cloud user's traffic: to its tenant's on-prem edge",
-            Why::DirectFederation => "a direct tenant: to the partner's federation edge",
+            Why::DirectFederation => {
+                "a direct tenant: to the partner's _sipfederationtls._tcp edge"
+            }
             Why::PoolMember => "homed on another pool member: passed on to it",
             Why::ThisNode => "addressed to this node",
             Why::Refused => "refused",
             Why::Untrusted => "refused by the trust rules",
             Why::Malformed => "the request lacks what routing needs",
+        }
+    }
+
+    /// The input the rule looked at.
+    pub fn subject(self) -> Subject {
+        match self {
+            Why::RouteSet | Why::ClientFlow | Why::Subscription => Subject::Route,
+            Why::RegisteredContact
+            | Why::HomeUser
+            | Why::CloudHomed
+            | Why::HostingProvider
+            | Why::ThisNode
+            | Why::Refused
+            | Why::Malformed => Subject::Target,
+            Why::Registrar | Why::CloudRedirect | Why::HomeServerRedirect => Subject::Registering,
+            Why::PresenceServer => Subject::Request,
+            Why::OtherDomain | Why::Federation | Why::DirectFederation => Subject::Domain,
+            Why::HybridPartner => Subject::Sender,
+            Why::PoolMember => Subject::Parties,
+            Why::Inward | Why::Untrusted => Subject::Peer,
         }
     }
 }

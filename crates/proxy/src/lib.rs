@@ -6,6 +6,7 @@
 //! The files, lowest first (each uses only those above it):
 //! - `timers`, `branch`: deadlines without a task each; branches that carry the loop hash.
 //! - `decision`: what a role decides ([`Decision`], [`Why`], [`Forward`], [`Reply`]).
+//! - `explain`: a hop's reason in words, for traces and captures.
 //! - `reply`: answers built here; `registrar`, `presence`: the location service and the
 //!   presence state; `trust`: section 7's rules (RFC 3325).
 //! - `policy`: what a role is told ([`Inbound`]) and how a node reaches hosts ([`Reach`]).
@@ -16,6 +17,7 @@
 mod branch;
 mod core;
 mod decision;
+mod explain;
 mod forward;
 mod home;
 mod policy;
@@ -28,7 +30,7 @@ mod trust;
 
 pub use crate::core::{Proxy, ProxyConfig};
 pub use decision::{
-    Action, Decision, Forward, NOT_SIP_URI, NextHop, REGISTER_TO_NOT_SIP, Reply, Why,
+    Action, Decision, Forward, NOT_SIP_URI, NextHop, REGISTER_TO_NOT_SIP, Reply, Subject, Why,
 };
 pub use forward::OwnInterface;
 pub use policy::{Inbound, Policy, Reach};
