@@ -23,7 +23,7 @@ pub use edge::Edge;
 pub use frontend::FrontEnd;
 pub use outside::{OutsideSetup, write_baresip, write_linphone};
 pub use reach::LabReach;
-pub use server::{init_tracing, server_main};
+pub use server::{HEP_QUEUE, init_tracing, server_main};
 pub use start::{RunningNode, start_node};
 
 /// Why a node could not start.
@@ -47,4 +47,6 @@ pub enum NodeError {
     Autodiscover(#[from] siplab_autodiscover::AutodiscoverError),
     #[error(transparent)]
     Transport(#[from] siplab_transport::TransportError),
+    #[error("HEP export: {0}")]
+    Hep(String),
 }

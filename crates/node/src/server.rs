@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use siplab_proxy::ProxyConfig;
 use siplab_topology::{Lab, Role};
+use siplab_transport::hep::{self, HepTarget};
 use tracing::info;
 
 use crate::{Certs, NodeError, start_node};
@@ -25,7 +26,15 @@ pub struct ServerArgs {
     /// container addresses.
     #[arg(long)]
     pub slot: Option<u8>,
+    /// Export every SIP message the node receives and sends, as HEPv3, to this collector
+    /// (sngrep -L, Homer): `udp:IP:PORT`.
+    #[arg(long, value_name = "udp:IP:PORT")]
+    pub hep: Option<HepTarget>,
 }
+
+/// Messages waiting for the HEP exporter; beyond it they are dropped and counted, so a slow
+/// or dead collector never holds SIP up.
+pub const HEP_QUEUE: usize = 8192;
 
 /// The whole `main` of a server program: its command line (`name`, what it is in `about`,
 /// then [`ServerArgs`]), its logging, and [`serve`] for the roles it takes.
@@ -84,6 +93,12 @@ pub async fn serve(args: ServerArgs, roles: &[Role]) -> Result<(), NodeError> {
         ProxyConfig::default(),
     )
     .await?;
+    if let Some(target) = args.hep {
+        let sink = hep::start(target, HEP_QUEUE)
+            .await
+            .map_err(|e| NodeError::Hep(e.to_string()))?;
+        running.capture_into(sink);
+    }
     for (iface, addr) in &running.listening {
         info!(%iface, %addr, "listening");
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use siplab_proxy::{Location, OwnInterface, Policy, PresenceServer, Proxy, ProxyConfig, Reach};
 use siplab_topology::{Lab, Purpose, Role};
-use siplab_transport::{Limits, Transport};
+use siplab_transport::{CaptureSink, Limits, Tap, Transport};
 use tracing::info;
 
 use crate::{Certs, CloudPool, Edge, FrontEnd, LabReach, NodeError};
@@ -21,9 +21,21 @@ pub struct RunningNode {
     pub location: Arc<Location>,
     /// The presence server of a home server: publications and subscriptions.
     pub presence: Arc<PresenceServer>,
+    /// Its capture agent id: its place among the lab's nodes, from 1.
+    pub agent: u32,
 }
 
 impl RunningNode {
+    /// Captures what the node receives and sends into `sink` from now on (HEP export, a
+    /// report, a live page).
+    pub fn capture_into(&self, sink: CaptureSink) {
+        self.transport.tap(Tap {
+            node: Arc::from(self.name.as_str()),
+            agent: self.agent,
+            sink,
+        });
+    }
+
     /// Closes every connection of the node (a crash or restart, as peers see it).
     pub fn drop_connections(&self) {
         self.transport.close_all();
@@ -119,12 +131,18 @@ pub async fn start_node(
         }
     };
     info!(node = name, role = %node.role, ?listening, "node up");
+    let place = lab
+        .nodes()
+        .iter()
+        .position(|n| n.name.as_str() == name)
+        .unwrap_or(0);
     Ok(RunningNode {
         name: name.to_owned(),
         listening,
         transport,
         location,
         presence,
+        agent: u32::try_from(place + 1).unwrap_or(u32::MAX),
     })
 }
 
