@@ -11,7 +11,13 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use siplab_node::Certs;
 use siplab_pki::{CaStatus, LabCa, NodeIdentity, UserIdentity};
-use siplab_runner::{LabRun, Outcome, run_presence_rows, run_rows};
+use siplab_runner::{LabRun, Outcome, Report, Wire, run_presence_rows, run_rows};
+use siplab_transport::hep::HepTarget;
+
+/// Messages `siplab run` keeps for its report (a run captures about 10,000).
+const CAPTURE_KEPT: usize = 200_000;
+/// Messages `siplab up` keeps (the live page shows the latest calls only).
+const LIVE_KEPT: usize = 10_000;
 use siplab_topology::{Lab, Purpose, Role};
 
 /// mimalloc, chosen by the program rather than a library it links: glibc's malloc and free
@@ -55,6 +61,12 @@ enum Command {
         /// Only the 18 rows of the article, without the mirrored ones.
         #[arg(long)]
         no_mirrors: bool,
+        /// Also write the paths as pictures: DIR/index.html (one self-contained page, every
+        /// row's ladder with each hop's reason) and DIR/rows/<row>.svg and .mmd.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        #[command(flatten)]
+        hep: HepArg,
     },
     /// Load along rows of the path table in the one-process lab: MESSAGEs at fixed offered
     /// rates (open loop), achieved rate and latency per row, to compare a long path with a
@@ -80,6 +92,11 @@ enum Command {
         /// clients can use a user's certificate and trust the lab's CA.
         #[arg(long, default_value = "certs")]
         certs: PathBuf,
+        /// Serve the live page here (http://ADDR/): every call's ladder as it happens.
+        #[arg(long, value_name = "ADDR")]
+        web: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        hep: HepArg,
     },
     /// Writes a configuration directory for an outside SIP client, so that it signs in as a
     /// lab user from one place: `baresip -f DIR`, or `DIR/run` for linphonec (the
@@ -122,6 +139,15 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         slot: u8,
     },
+}
+
+/// `--hep udp:IP:PORT`: where every node exports what it receives and sends, as HEPv3.
+#[derive(clap::Args)]
+struct HepArg {
+    /// Export every SIP message of every node as HEPv3 to this collector (sngrep -L,
+    /// Homer), `udp:IP:PORT`.
+    #[arg(long, value_name = "udp:IP:PORT")]
+    hep: Option<HepTarget>,
 }
 
 #[derive(Subcommand)]
@@ -201,7 +227,9 @@ async fn main() -> Result<()> {
             slot,
             json,
             no_mirrors,
-        } => run(lab, slot, json, no_mirrors).await,
+            report,
+            hep,
+        } => run(lab, slot, json, no_mirrors, report, hep.hep).await,
         Command::Bench {
             slot,
             rows,
@@ -240,15 +268,27 @@ async fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Up { slot, certs: dir } => {
+        Command::Up {
+            slot,
+            certs: dir,
+            web,
+            hep,
+        } => {
             certs(&lab, &dir, false, slot)?;
-            up(lab.localized(slot), dir).await
+            up(lab.localized(slot), dir, web, hep.hep).await
         }
     }
 }
 
 /// The whole lab on `slot`, and on `slot + 1` its variant for the article's question.
-async fn run(reference: Lab, slot: u8, json: bool, no_mirrors: bool) -> Result<()> {
+async fn run(
+    reference: Lab,
+    slot: u8,
+    json: bool,
+    no_mirrors: bool,
+    report: Option<PathBuf>,
+    hep: Option<HepTarget>,
+) -> Result<()> {
     siplab_node::init_tracing("warn");
     let started = std::time::Instant::now();
     let lab = reference.localized(slot);
@@ -256,6 +296,10 @@ async fn run(reference: Lab, slot: u8, json: bool, no_mirrors: bool) -> Result<(
     let run = LabRun::start(lab.clone(), certs.clone())
         .await
         .context("starting the lab")?;
+    let wire = match report.is_some() || hep.is_some() {
+        true => Some(Wire::attach(&run.nodes, hep, CAPTURE_KEPT).await?),
+        false => None,
+    };
     let sign_ins = run
         .sign_in_everyone()
         .await
@@ -269,6 +313,19 @@ async fn run(reference: Lab, slot: u8, json: bool, no_mirrors: bool) -> Result<(
     let presence = run_presence_rows(&run, &paths).await;
     let evidence = siplab_runner::article_evidence(&run, &rows).await;
     run.sign_out_all().await;
+    if let (Some(dir), Some(wire)) = (&report, &wire) {
+        wire.settle().await;
+        let report = Report {
+            lab: &lab,
+            sign_ins: &sign_ins,
+            rows: &rows,
+            presence: &presence,
+        };
+        let index = report
+            .write(dir, &wire.events())
+            .with_context(|| format!("writing the report to {}", dir.display()))?;
+        eprintln!("report: {}", index.display());
+    }
     let question = siplab_runner::article_question(&reference, slot.wrapping_add(1), certs).await;
     let matched = rows.iter().filter(|r| r.outcome == Outcome::Match).count();
     let presence_matched = presence
@@ -347,11 +404,26 @@ async fn bench(lab: Lab, rows: &[u32], rates: &[u32], secs: u64) -> Result<()> {
     Ok(())
 }
 
-async fn up(lab: Lab, dir: PathBuf) -> Result<()> {
+async fn up(
+    lab: Lab,
+    dir: PathBuf,
+    web: Option<std::net::SocketAddr>,
+    hep: Option<HepTarget>,
+) -> Result<()> {
     siplab_node::init_tracing("info");
     let run = LabRun::start(lab.clone(), Certs::Dir(dir.clone()))
         .await
         .context("starting the lab")?;
+    if web.is_some() || hep.is_some() {
+        let wire = Wire::attach(&run.nodes, hep, LIVE_KEPT).await?;
+        if let Some(addr) = web {
+            let bound = siplab_runner::serve_live(lab.clone(), &wire, addr).await?;
+            println!("Live page: http://{bound}/");
+        }
+        if let Some(target) = hep {
+            println!("HEPv3 export of every node to {target}");
+        }
+    }
     println!("DNS (the view follows the querier's source address):");
     for addr in &run.dns.addrs {
         println!("  {addr}");

@@ -25,6 +25,8 @@ pub struct PresenceRow {
     pub notify_observed: Vec<String>,
     /// The state the NOTIFY carried (the target published it just before).
     pub state: String,
+    /// The subscription's Call-ID (its SUBSCRIBE and NOTIFYs).
+    pub call_id: String,
     pub outcome: Outcome,
 }
 
@@ -59,6 +61,7 @@ async fn presence_row(run: &LabRun, path: &Path, state: &str) -> PresenceRow {
         notify_expected,
         notify_observed: Vec::new(),
         state: String::new(),
+        call_id: String::new(),
         outcome: Outcome::Failed(String::new()),
     };
     let fail = |mut row: PresenceRow, why: String| {
@@ -89,6 +92,7 @@ async fn presence_row(run: &LabRun, path: &Path, state: &str) -> PresenceRow {
         .call_id()
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .unwrap_or_default();
+    row.call_id = call_id.clone();
     let notify = loop {
         match w.next_received(Duration::from_secs(5)).await {
             Some(r) if r.method == Method::Notify => break r,

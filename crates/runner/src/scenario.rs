@@ -23,6 +23,8 @@ pub struct Row {
     /// The Vias the receiver saw, top first, by name and by address.
     pub observed: Vec<String>,
     pub observed_addresses: Vec<String>,
+    /// The MESSAGE's Call-ID, by which its captures are found.
+    pub call_id: String,
     pub outcome: Outcome,
 }
 
@@ -43,6 +45,7 @@ impl Row {
             expected: expected_vias(path),
             observed: Vec::new(),
             observed_addresses: Vec::new(),
+            call_id: String::new(),
             outcome: Outcome::Failed(String::new()),
         }
     }
@@ -99,6 +102,7 @@ async fn run_row(run: &LabRun, path: &Path) -> Row {
         row.outcome = Outcome::Failed("answered, but the receiver saw nothing".into());
         return row;
     };
+    row.call_id = got.call_id.clone();
     row.observed = got.vias.iter().map(|v| name_of(lab, &v.host)).collect();
     row.observed_addresses = got.vias.iter().map(|v| v.sent_by.clone()).collect();
     row.outcome = if row.observed == row.expected {

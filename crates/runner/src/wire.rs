@@ -1,0 +1,99 @@
+//! What the lab's nodes capture, collected in this process: kept (bounded) for the report,
+//! handed live to the web page's watchers, and, when asked, exported as HEPv3 too. The
+//! nodes capture into one sink; when this collector falls behind, the sink drops and counts
+//! (SIP never waits for it).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use siplab_transport::hep::{HepSender, HepTarget};
+use siplab_transport::{CaptureSink, Captured};
+use tokio::sync::broadcast;
+
+use siplab_node::RunningNode;
+
+/// Messages waiting for the collector.
+const QUEUE: usize = 16_384;
+
+/// The nodes' captures, as the runner draws them.
+#[derive(Clone)]
+pub struct Wire {
+    kept: Arc<Mutex<VecDeque<Captured>>>,
+    keep: usize,
+    live: broadcast::Sender<Captured>,
+    sink: CaptureSink,
+}
+
+impl Wire {
+    /// Taps `nodes` (a [`crate::LabRun`]'s, say); keeps the latest `keep` messages; exports
+    /// them to `hep` too when given.
+    pub async fn attach(
+        nodes: &[RunningNode],
+        hep: Option<HepTarget>,
+        keep: usize,
+    ) -> std::io::Result<Wire> {
+        let hep = match hep {
+            Some(target) => Some(HepSender::bind(target).await?),
+            None => None,
+        };
+        let (sink, mut rx) = CaptureSink::new(QUEUE);
+        let (live, _) = broadcast::channel(1024);
+        let wire = Wire {
+            kept: Arc::default(),
+            keep,
+            live,
+            sink: sink.clone(),
+        };
+        let collector = wire.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if let Some(hep) = &hep {
+                    hep.send(&ev).await;
+                }
+                collector.keep(ev);
+            }
+        });
+        for node in nodes {
+            node.capture_into(sink.clone());
+        }
+        Ok(wire)
+    }
+
+    fn keep(&self, ev: Captured) {
+        // Nobody watching is no error: the page may not be open.
+        let _ = self.live.send(ev.clone());
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() == self.keep {
+            kept.pop_front();
+        }
+        kept.push_back(ev);
+    }
+
+    /// Everything kept, oldest first.
+    pub fn events(&self) -> Vec<Captured> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.iter().cloned().collect()
+    }
+
+    /// Every message captured from now on (a watcher that falls behind misses some).
+    pub fn watch(&self) -> broadcast::Receiver<Captured> {
+        self.live.subscribe()
+    }
+
+    /// Waits (up to a second) until the collector has taken what the nodes captured so far.
+    pub async fn settle(&self) {
+        for _ in 0..100 {
+            if self.sink.pending() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // The last one taken may still be on its way into `kept` (or to the HEP collector).
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    /// Captures the collector could not take in time.
+    pub fn dropped(&self) -> u64 {
+        self.sink.dropped()
+    }
+}
