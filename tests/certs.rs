@@ -1,5 +1,7 @@
 //! `siplab certs` writes a full set that `openssl verify` accepts, and keeps its CA on a re-run.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -39,12 +41,7 @@ fn certs_writes_a_verifiable_set_and_keeps_the_ca() {
         "one per node interface (the partner's K3x too) and one per user"
     );
     assert!(leaves.iter().any(|l| l.ends_with("K3x.pem")), "{leaves:?}");
-    if Command::new("openssl").arg("version").output().is_err() {
-        assert!(
-            std::env::var("SIPLAB_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "openssl is not installed and SIPLAB_REQUIRE_TOOLS=1"
-        );
-        eprintln!("SKIPPED: openssl verify (openssl is not installed: apt-get install openssl)");
+    if !common::have_tool("openssl") {
         return;
     }
     let out = Command::new("openssl")

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::Suite;
+use common::{Suite, have_tool};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -37,21 +37,6 @@ const K3: SocketAddr = SocketAddr::new(
     std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 3, 0, 40)),
     5061,
 );
-
-/// Whether `tool` is on the PATH; when it is not, says so, and fails under
-/// `SIPLAB_REQUIRE_TOOLS=1`.
-pub fn have_tool(tool: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
-    if !found {
-        assert!(
-            std::env::var("SIPLAB_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "{tool} is not installed and SIPLAB_REQUIRE_TOOLS=1"
-        );
-        eprintln!("SKIPPED: {tool} is not installed (apt-get install {tool})");
-    }
-    found
-}
 
 /// The shell commands of the README's section `heading` (up to the next heading), in order.
 fn readme_commands(heading: &str) -> Vec<String> {
@@ -342,6 +327,11 @@ fn row(lab: &Lab, id: u32) -> Vec<String> {
 /// until it says the lab is up, baresip until its ctrl_tcp listens, Kamailio until K3's port
 /// does); any other must succeed.
 fn run_readme(heading: &str, dir: &Path, started: &mut Started) -> Clients {
+    run_commands(&readme_commands(heading), 0, dir, started)
+}
+
+/// Runs `commands` as [`run_readme`] does, numbering their logs from `first`.
+fn run_commands(commands: &[String], first: usize, dir: &Path, started: &mut Started) -> Clients {
     let bin = Path::new(env!("CARGO_BIN_EXE_siplab")).parent().unwrap();
     let path = format!(
         "{}:{}",
@@ -354,7 +344,8 @@ fn run_readme(heading: &str, dir: &Path, started: &mut Started) -> Clients {
             .unwrap();
     }
     let mut clients = Clients::default();
-    for (i, line) in readme_commands(heading).into_iter().enumerate() {
+    for (i, line) in commands.iter().cloned().enumerate() {
+        let i = i + first;
         let (command, background) = match line.strip_suffix('&') {
             Some(c) => (c.trim().to_owned(), true),
             None => (line.clone(), false),
@@ -415,6 +406,23 @@ fn run_readme(heading: &str, dir: &Path, started: &mut Started) -> Clients {
                 TcpStream::connect(ctrl).is_ok()
             });
             clients.baresip.push((conf, Baresip { ctrl, log }));
+        } else if let Some(args) = command.strip_prefix("sngrep ") {
+            // Listening once the port is taken.
+            let listen = args.split_whitespace().skip_while(|a| *a != "-L").nth(1);
+            let addr: SocketAddr = listen
+                .and_then(|l| l.strip_prefix("udp:"))
+                .expect("sngrep -L udp:IP:PORT")
+                .parse()
+                .unwrap();
+            wait_for("sngrep's HEP listener", || {
+                alive();
+                std::net::UdpSocket::bind(addr).is_err()
+            });
+        } else if command.starts_with("siplab-client ") {
+            wait_for("siplab-client signed in", || {
+                alive();
+                std::fs::read_to_string(&log).is_ok_and(|o| o.contains(r#""event":"registered""#))
+            });
         } else if command.starts_with("kamailio ") {
             wait_for("Kamailio's TLS listener", || {
                 alive();
@@ -798,4 +806,93 @@ async fn linphone_signs_in_messages_and_calls_through_the_lab() {
         l.command("quit");
     }
     ben.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_and_sngrep_show_a_client_s_message_as_it_passes() {
+    if !have_tool("chromium") || !have_tool("sngrep") || !have_tool("tshark") {
+        return;
+    }
+    let _slot = SLOT_0.lock().await;
+    let work = tempfile::tempdir().unwrap();
+    let mut started = Started(Vec::new());
+    let commands = readme_commands("## Seeing the paths: ladders, reasons, sngrep and a live page");
+    let (setup, send) = commands.split_at(commands.len() - 1);
+    blocking(|| run_commands(setup, 0, work.path(), &mut started));
+    let up = std::fs::read_to_string(work.path().join("step0.log")).unwrap();
+    let url = up
+        .lines()
+        .find_map(|l| l.strip_prefix("Live page: "))
+        .expect("siplab up names its live page")
+        .to_owned();
+    // The page is open before the message is sent: what it shows came while it watched.
+    let mut page =
+        blocking(|| common::browser::Browser::open(&url, (1600, 900))).expect("chromium");
+    blocking(|| {
+        page.wait_for(
+            "document.body.dataset.live === 'open'",
+            Duration::from_secs(10),
+        )
+    });
+    blocking(|| run_commands(send, setup.len(), work.path(), &mut started));
+    let alice_log = work.path().join("step2.log");
+    let call_id = blocking(|| {
+        let mut call_id = String::new();
+        wait_for("alice received the MESSAGE", || {
+            let log = std::fs::read_to_string(&alice_log).unwrap_or_default();
+            let received = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["event"] == "received");
+            if let Some(v) = received {
+                call_id = v["call_id"].as_str().unwrap_or_default().to_owned();
+            }
+            !call_id.is_empty()
+        });
+        call_id
+    });
+    let section = serde_json::json!(format!(
+        "section[data-call-id={}]",
+        serde_json::json!(call_id)
+    ));
+    let took = blocking(|| {
+        page.wait_for(&format!("document.querySelectorAll({section} + ' .arrow.request').length === 3 && document.querySelectorAll({section} + ' .arrow.response').length === 3"), Duration::from_secs(5))
+    });
+    println!("the live page drew adam's MESSAGE within {took:?} of alice receiving it");
+    let arrows = blocking(|| {
+        page.eval(&format!("[...document.querySelectorAll({section} + ' .arrow.request')].map(a => [a.dataset.from, a.dataset.to])"))
+    });
+    assert_eq!(
+        arrows,
+        serde_json::json!([["A1i", "R1"], ["R1", "E1i"], ["E1x", "A1e"]])
+    );
+    // sngrep writes its pcap out when told to stop.
+    let sngrep = &mut started.0[1];
+    // SAFETY: kill(2) on the child's own pid.
+    unsafe { libc::kill(sngrep.id() as i32, libc::SIGTERM) };
+    let _ = sngrep.wait();
+    let lab = Lab::reference().unwrap().localized(Suite::Readme.slot(0));
+    let seen = common::tshark_sip(&work.path().join("out.pcap"), &call_id);
+    let name = |addr: &str| name_of(&lab, addr.rsplit_once(':').unwrap().0);
+    // Each hop once, in the order first seen (sender and receiver each export it).
+    let mut hops: Vec<(String, String)> = Vec::new();
+    for s in seen.iter().filter(|s| s.method == "MESSAGE") {
+        let hop = (name(&s.src), name(&s.dst));
+        if !hops.contains(&hop) {
+            hops.push(hop);
+        }
+    }
+    assert_eq!(
+        hops,
+        [
+            ("A1i".into(), "R1".into()),
+            ("R1".into(), "E1i".into()),
+            ("E1x".into(), "A1e".into())
+        ],
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter().filter(|s| s.status == "200").count() >= 3,
+        "{seen:#?}"
+    );
 }

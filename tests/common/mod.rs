@@ -13,7 +13,75 @@ use siplab_proxy::ProxyConfig;
 use siplab_topology::{At, Lab};
 use siplab_ua::{Received, Ua, UaConfig, ViaHop};
 
+pub mod browser;
+
+/// One SIP message as tshark reads it from a pcap: source and destination (`IP:port`),
+/// method (requests) and status (responses).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seen {
+    pub src: String,
+    pub dst: String,
+    pub method: String,
+    pub status: String,
+}
+
+/// The SIP messages of `call_id` in `pcap` (as sngrep writes HEP: UDP frames, read as SIP by
+/// tshark's heuristic dissector), in order.
+pub fn tshark_sip(pcap: &std::path::Path, call_id: &str) -> Vec<Seen> {
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["--enable-heuristic", "sip_udp", "-Y"])
+        .arg(format!("sip.Call-ID == \"{call_id}\""))
+        .args(["-T", "fields", "-E", "separator=,"])
+        .args([
+            "-e",
+            "ip.src",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "ip.dst",
+            "-e",
+            "udp.dstport",
+        ])
+        .args(["-e", "sip.Method", "-e", "sip.Status-Code"])
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f.len() == 6).then(|| Seen {
+                src: format!("{}:{}", f[0], f[1]),
+                dst: format!("{}:{}", f[2], f[3]),
+                method: f[4].to_owned(),
+                status: f[5].to_owned(),
+            })
+        })
+        .collect()
+}
+
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Whether `tool` is on the PATH; when it is not, says so, and fails under
+/// `SIPLAB_REQUIRE_TOOLS=1`.
+pub fn have_tool(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
+    if !found {
+        assert!(
+            std::env::var("SIPLAB_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "{tool} is not installed and SIPLAB_REQUIRE_TOOLS=1"
+        );
+        eprintln!("SKIPPED: {tool} is not installed (apt-get install {tool})");
+    }
+    found
+}
 
 /// Every test's loopback slot (its own addresses, `Lab::localized`), allocated here so that
 /// no two tests that may run at once share one: a suite owns `len` slots from `first`, and a
@@ -47,10 +115,13 @@ pub enum Suite {
     /// cannot reach this table: listed so that nothing here takes them.
     CrateAlpn,
     CrateClient,
+    /// tests/pages.rs: the live page, and the HEP export read by sngrep and tshark.
+    Pages,
+    Hep,
 }
 
 impl Suite {
-    const ALL: [Suite; 14] = [
+    const ALL: [Suite; 16] = [
         Suite::Readme,
         Suite::SiteRows,
         Suite::FrontEnd,
@@ -65,6 +136,8 @@ impl Suite {
         Suite::AutodiscoverDns,
         Suite::CrateAlpn,
         Suite::CrateClient,
+        Suite::Pages,
+        Suite::Hep,
     ];
 
     /// The first slot and how many.
@@ -84,6 +157,8 @@ impl Suite {
             Suite::CrateAlpn => (182, 1),
             Suite::AutodiscoverDns => (184, 1),
             Suite::CrateClient => (200, 1),
+            Suite::Pages => (160, 1),
+            Suite::Hep => (162, 1),
         }
     }
 
