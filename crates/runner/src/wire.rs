@@ -46,11 +46,18 @@ impl Wire {
         };
         let collector = wire.clone();
         tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                if let Some(hep) = &hep {
-                    hep.send(&ev).await;
+            let mut batch = Vec::new();
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                while let Ok(ev) = rx.try_recv() {
+                    batch.push(ev);
                 }
-                collector.keep(ev);
+                if let Some(hep) = &hep {
+                    hep.send(&batch);
+                }
+                for ev in batch.drain(..) {
+                    collector.keep(ev);
+                }
             }
         });
         for node in nodes {
