@@ -118,10 +118,12 @@ pub enum Suite {
     /// tests/pages.rs: the live page, and the HEP export read by sngrep and tshark.
     Pages,
     Hep,
+    /// tests/hostile.rs, one slot per test.
+    Hostile,
 }
 
 impl Suite {
-    const ALL: [Suite; 16] = [
+    const ALL: [Suite; 17] = [
         Suite::Readme,
         Suite::SiteRows,
         Suite::FrontEnd,
@@ -138,6 +140,7 @@ impl Suite {
         Suite::CrateClient,
         Suite::Pages,
         Suite::Hep,
+        Suite::Hostile,
     ];
 
     /// The first slot and how many.
@@ -159,6 +162,7 @@ impl Suite {
             Suite::CrateClient => (200, 1),
             Suite::Pages => (160, 1),
             Suite::Hep => (162, 1),
+            Suite::Hostile => (164, 4),
         }
     }
 

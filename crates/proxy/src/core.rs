@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use siplab_sip::{Checked, HeaderName, Message, Method, NameAddr, Via};
+use siplab_transport::quiet::Repeated;
 use siplab_transport::{ConnInfo, Destination, Event, FlowToken, Transport, TransportError};
 use tokio::sync::{Notify, mpsc};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 use crate::branch::{self, BranchMaker};
 use crate::decision::{Action, Forward, Reply, Why};
@@ -61,6 +62,9 @@ impl Default for ProxyConfig {
         }
     }
 }
+
+/// Answers that could not be sent (a peer that stopped reading makes one a message).
+static UNSENT: Repeated = Repeated::new();
 
 /// A node's proxy: one per node, shared by its workers.
 pub struct Proxy<P: Policy, R: Reach> {
@@ -229,7 +233,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
         record_branch(top);
         forward::stamp_received(&mut msg, top, &conn);
         let key = transaction::server_key(top, &msg, &method);
-        info!(
+        debug!(
             uri = msg.request_uri().map(tracing::field::display),
             "received"
         );
@@ -312,7 +316,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
                 outcome: None,
             }),
         );
-        info!("decided");
+        debug!("decided");
         debug!(action = ?decision.action, "decision");
         match decision.action {
             Action::Forward(f) => {
@@ -514,7 +518,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
         let to_peer = matches!(hop.dest, Destination::Peer { .. });
         forward::push_via(&mut msg, out_addr, &branch, to_peer);
         let bytes = msg.to_bytes();
-        info!(to = ?hop.dest, iface = %out_if.name, %branch, "forwarding");
+        debug!(to = ?hop.dest, iface = %out_if.name, %branch, "forwarding");
 
         if method == Method::Ack {
             if let Err(e) = self.transport.send_because(&hop.dest, bytes, reason).await {
@@ -614,7 +618,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             return debug!(code, "answer to our NOTIFY");
         }
         msg.headers.remove_first_value(&HeaderName::Via);
-        info!(code, "relaying response");
+        debug!(code, "relaying response");
         self.send_response(&key, msg, None).await;
     }
 
@@ -647,7 +651,11 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
                 let unsent = self.unsent.fetch_add(1, Ordering::Relaxed) + 1;
                 debug!(error = %e, code, unsent, "response not sent: the connection is gone");
             }
-            Err(e) => warn!(error = %e, code, "response could not be sent upstream"),
+            Err(e) => {
+                if let Some(repeated) = UNSENT.due() {
+                    warn!(error = %e, code, repeated, "response could not be sent upstream");
+                }
+            }
         }
     }
 

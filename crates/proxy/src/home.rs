@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use siplab_sip::{Aor, HeaderName, Message, Method, SipUri, Uri};
 use siplab_transport::ConnInfo;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::decision::{Forward, NextHop, Reply};
 use crate::presence::{self, PresenceServer, Subscription};
@@ -39,7 +39,7 @@ impl Home {
         authorise(msg, conn, aor, trusted)?;
         let mut response = self.location.register(msg, aor, &conn.flow);
         add_to_tag(&mut response);
-        info!(%aor, status = response.status().unwrap_or_default(), "registrar");
+        debug!(%aor, status = response.status().unwrap_or_default(), "registrar");
         Ok(Answered {
             response,
             changed: aor.clone(),
@@ -85,7 +85,7 @@ impl Home {
         match result {
             Ok((mut response, changed)) => {
                 add_to_tag(&mut response);
-                info!(target = %changed, "presence");
+                debug!(target = %changed, "presence");
                 Ok(Answered { response, changed })
             }
             Err((code, why)) => Err(Reply::because(code, why)),
@@ -103,7 +103,7 @@ impl Home {
         });
         due.into_iter()
             .map(|(sub, state)| {
-                info!(watcher = %sub.watcher, target = %sub.target, %state, "NOTIFY");
+                debug!(watcher = %sub.watcher, target = %sub.target, %state, "NOTIFY");
                 (presence::notify(&sub, &state, contact), sub)
             })
             .collect()

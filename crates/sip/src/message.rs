@@ -102,8 +102,11 @@ impl Message {
         }
         let head_end = scan::find_blank_line(raw).map_or(raw.len(), |i| i + 4);
         let line_end = scan::find_crlf(&raw[..head_end])?;
+        // Only enough is read to answer: a message refused for its many headers still
+        // has a Via among them (the section's size is bounded by what framing accepted).
         let limits = Limits {
             max_header_bytes: head_end,
+            max_headers: head_end,
             ..Limits::default()
         };
         let headers = parse_headers(raw, line_end + 2, head_end, &limits).ok()?;

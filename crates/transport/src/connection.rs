@@ -5,17 +5,19 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use siplab_sip::{Frame, Message, StreamDecoder, random_u64};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Duration, Instant};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::Limits;
+use crate::quiet::Repeated;
 use crate::tls::PeerIdentity;
-use crate::transport::{Event, Inner};
+use crate::transport::{Event, Inner, Pending};
 
 /// An RFC 5626 flow token: names one connection so that a request can later be sent back
 /// down that very connection. It holds the connection number and a random part, so that it
@@ -93,6 +95,9 @@ pub struct ConnMeta {
 pub(crate) struct Conn {
     pub(crate) info: Arc<ConnInfo>,
     pub(crate) tx: mpsc::Sender<Bytes>,
+    /// Final responses queued for it: a reader that stops early waits for as many as it
+    /// handed up requests.
+    pub(crate) answered: Arc<AtomicU64>,
     /// Tells the reader to stop; the writer then flushes, says close_notify and ends.
     pub(crate) close: Arc<Notify>,
     /// The address it stands for besides its peer's (RFC 5923 alias), at most one.
@@ -154,15 +159,70 @@ pub(crate) async fn writer<W: AsyncWrite + Unpin>(
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 4 * 1024;
 
-/// Reads and frames until the peer closes, a time-out passes, or the stream breaks.
+/// Whether queued bytes are a final response (a status line of 2xx to 6xx).
+pub(crate) fn is_final(bytes: &[u8]) -> bool {
+    bytes.len() > 9 && bytes.starts_with(b"SIP/2.0 ") && (b'2'..=b'6').contains(&bytes[8])
+}
+
+/// What a reader shares with the rest of its connection.
+pub(crate) struct ReaderParts {
+    pub info: Arc<ConnInfo>,
+    pub tx: mpsc::Sender<Bytes>,
+    pub close: Arc<Notify>,
+    pub answered: Arc<AtomicU64>,
+    /// An inbound connection's count against its source, until its first message.
+    pub pending: Option<Pending>,
+}
+
+/// Invalid messages (a flood of them makes one line a second).
+static INVALID: Repeated = Repeated::new();
+
+/// Reads and frames until the peer closes, a time-out passes, or the stream breaks; then,
+/// unless this node closed it, waits (up to the linger time) until every request it handed
+/// up has its final response queued, so that what came before the end is answered.
 pub(crate) async fn reader<R: AsyncRead + Unpin>(
-    mut r: R,
-    info: Arc<ConnInfo>,
-    tx: mpsc::Sender<Bytes>,
-    close: Arc<Notify>,
+    r: R,
+    mut parts: ReaderParts,
     inner: Arc<Inner>,
     limits: Limits,
 ) {
+    let mut requests = 0u64;
+    let mut pending = parts.pending.take();
+    let why = read(r, &parts, &inner, limits, (&mut requests, &mut pending)).await;
+    if why == End::ClosedHere {
+        return;
+    }
+    let deadline = Instant::now() + limits.linger;
+    while parts.answered.load(Ordering::Relaxed) < requests && Instant::now() < deadline {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            _ = parts.close.notified() => return,
+        }
+    }
+    let unanswered = requests.saturating_sub(parts.answered.load(Ordering::Relaxed));
+    debug!(requests, unanswered, "reading ended; closing");
+}
+
+/// Why reading stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// This node closed the connection: nothing more is sent.
+    ClosedHere,
+    /// The peer closed, the stream broke, or a time-out passed.
+    Peer,
+}
+
+async fn read<R: AsyncRead + Unpin>(
+    mut r: R,
+    parts: &ReaderParts,
+    inner: &Arc<Inner>,
+    limits: Limits,
+    (requests, pending): (&mut u64, &mut Option<Pending>),
+) -> End {
+    let ReaderParts {
+        info, tx, close, ..
+    } = parts;
+    let first_by = Instant::now() + limits.first_message_timeout;
     let mut decoder = StreamDecoder::new(limits.codec);
     // Allocated when a read needs it and let go when every byte in it has been handed up,
     // so an idle connection holds no read buffer.
@@ -172,32 +232,40 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
     loop {
         let deadline = match partial_since {
             Some(t) => t + limits.message_read_timeout,
+            None if pending.is_some() => first_by.min(Instant::now() + limits.idle_timeout),
             None => Instant::now() + limits.idle_timeout,
         };
         buf.reserve(READ_CHUNK);
         let read = tokio::select! {
             r = tokio::time::timeout_at(deadline, r.read_buf(&mut buf)) => r,
-            _ = close.notified() => return debug!("closed by this node"),
+            _ = close.notified() => {
+                debug!("closed by this node");
+                return End::ClosedHere;
+            }
         };
         match read {
             Err(_) if partial_since.is_some() => {
-                warn!(
+                debug!(
                     buffered = buf.len(),
                     "message not complete within the read time-out; closing"
                 );
-                return;
+                return End::Peer;
+            }
+            Err(_) if pending.is_some() => {
+                debug!("no first message in time; closing");
+                return End::Peer;
             }
             Err(_) => {
-                info!("idle time-out; closing");
-                return;
+                debug!("idle time-out; closing");
+                return End::Peer;
             }
             Ok(Ok(0)) => {
                 debug!("closed by peer");
-                return;
+                return End::Peer;
             }
             Ok(Err(e)) => {
                 debug!(error = %e, "read failed");
-                return;
+                return End::Peer;
             }
             Ok(Ok(_)) => {}
         }
@@ -206,9 +274,14 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
             framed = true;
             match frame {
                 Frame::Message(msg) => {
-                    inner.on_message(&info, &msg);
+                    *pending = None;
+                    inner.on_message(info, &msg);
                     if let Some(tap) = inner.tap.get() {
                         tap.record((info.peer, info.local), false, msg.to_bytes(), None);
+                    }
+                    // What gets a final response: any request but an ACK.
+                    if msg.is_request() && msg.method() != Some(siplab_sip::Method::Ack) {
+                        *requests += 1;
                     }
                     if inner
                         .lane_of(&msg)
@@ -219,20 +292,28 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
                         .await
                         .is_err()
                     {
-                        return;
+                        return End::ClosedHere;
                     }
                 }
                 Frame::Ping => {
                     let _ = tx.try_send(Bytes::from_static(b"\r\n"));
                 }
                 Frame::Invalid { raw, error } => {
-                    warn!(%error, bytes = raw.len(), "invalid message");
-                    if let Some(resp) = Message::error_response(&raw, &error) {
-                        let _ = tx.try_send(resp.to_bytes());
+                    let answer = Message::error_response(&raw, &error);
+                    let lost = error.breaks_stream();
+                    if let Some(repeated) = INVALID.due() {
+                        let answered = answer.as_ref().and_then(Message::status);
+                        warn!(%error, bytes = raw.len(), ?answered, lost, repeated, "invalid message");
                     }
-                    if error.breaks_stream() {
-                        warn!("framing lost; closing the connection");
-                        return;
+                    // Answered where a Via can be read; a message that cannot even be
+                    // answered is no SIP peer's, and the connection ends with it.
+                    let Some(resp) = answer else {
+                        return End::Peer;
+                    };
+                    *requests += 1;
+                    let _ = queue_answer(tx, &parts.answered, resp.to_bytes());
+                    if lost {
+                        return End::Peer;
                     }
                 }
             }
@@ -250,9 +331,28 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
     }
 }
 
+/// Queues an answer the reader gives itself, counted like any final response.
+fn queue_answer(tx: &mpsc::Sender<Bytes>, answered: &AtomicU64, bytes: Bytes) -> bool {
+    let fin = is_final(&bytes);
+    let queued = tx.try_send(bytes).is_ok();
+    if queued && fin {
+        answered.fetch_add(1, Ordering::Relaxed);
+    }
+    queued
+}
+
 #[cfg(test)]
 mod tests {
-    use super::FlowToken;
+    use super::{FlowToken, is_final};
+
+    #[test]
+    fn final_responses_are_told_from_provisional_ones_and_requests() {
+        assert!(is_final(b"SIP/2.0 200 OK\r\n"));
+        assert!(is_final(b"SIP/2.0 404 Not Found\r\n"));
+        assert!(!is_final(b"SIP/2.0 100 Trying\r\n"));
+        assert!(!is_final(b"MESSAGE sip:a@b SIP/2.0\r\n"));
+        assert!(!is_final(b"\r\n"));
+    }
 
     #[test]
     fn a_flow_token_reads_back_as_written() {

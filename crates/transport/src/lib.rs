@@ -13,6 +13,7 @@
 mod capture;
 mod connection;
 pub mod hep;
+pub mod quiet;
 mod tls;
 mod transport;
 
@@ -33,8 +34,16 @@ pub struct Limits {
     pub message_read_timeout: Duration,
     /// A connection that carries nothing (not even a keep-alive) for this long is closed.
     pub idle_timeout: Duration,
-    /// Connections open at once on a node, inbound and outbound together.
+    /// Connections open at once on a node, inbound and outbound together. Whatever it says,
+    /// all the nodes of a process together hold no more than the descriptors the process
+    /// may open leave room for ([`descriptor_budget`]).
     pub max_connections: usize,
+    /// Inbound connections from one address that have not yet sent their first message
+    /// (TCP accepted, TLS under way, or silent since): beyond it, more are closed at once.
+    pub max_pending_per_source: usize,
+    /// An inbound connection must send its first message within this (a keep-alive does
+    /// not count); after that the idle time-out applies.
+    pub first_message_timeout: Duration,
     /// Messages queued for one connection's writer; beyond it sending fails at once.
     pub write_queue: usize,
     /// Opening a TCP connection must succeed within this.
@@ -42,6 +51,9 @@ pub struct Limits {
     /// A write (and the close at the end) must be taken by the peer within this; a peer that
     /// stops reading loses its connection instead of holding the writer for ever.
     pub write_timeout: Duration,
+    /// When reading ends (the peer closed, or sent what cannot be framed), how long the
+    /// connection stays for the answers to the requests that came before.
+    pub linger: Duration,
 }
 
 impl Default for Limits {
@@ -52,11 +64,45 @@ impl Default for Limits {
             message_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
             max_connections: 50_000,
+            max_pending_per_source: 256,
+            first_message_timeout: Duration::from_secs(30),
             write_queue: 4096,
             connect_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(2),
         }
     }
+}
+
+/// The connections all the nodes of this process may hold together: the descriptors it may
+/// open (RLIMIT_NOFILE, its soft limit first raised to the hard one) less headroom for
+/// listeners, DNS, logs and files (an eighth, at least 128). Worked out once.
+pub fn descriptor_budget() -> usize {
+    static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read and write the one struct given.
+        let open = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return 1024 - 128;
+            }
+            if lim.rlim_cur < lim.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: lim.rlim_max,
+                    rlim_max: lim.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim = raised;
+                }
+            }
+            lim.rlim_cur
+        };
+        let open = usize::try_from(open).unwrap_or(usize::MAX).min(1 << 24);
+        open.saturating_sub((open / 8).max(128)).max(16)
+    })
 }
 
 /// What can go wrong below the SIP layer.

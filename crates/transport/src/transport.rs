@@ -18,6 +18,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::capture::Tap;
 use crate::connection::{self, Conn, ConnInfo, ConnMeta, FlowToken};
+use crate::quiet::Repeated;
 use crate::tls::{PeerIdentity, TlsConfig};
 use crate::{Limits, TransportError};
 
@@ -94,10 +95,20 @@ pub(crate) struct Inner {
     /// node can process lanes in parallel and still keep a dialog's messages in order.
     lanes: Box<[mpsc::Sender<Event>]>,
     permits: Arc<Semaphore>,
+    /// The process's descriptors, shared by every node in it ([`crate::descriptor_budget`]).
+    process: Arc<Semaphore>,
+    /// Inbound connections per source address that have not sent a message yet.
+    pending: Mutex<HashMap<IpAddr, usize>>,
     next_id: AtomicU64,
     /// Where what this node receives and sends is captured, once it is told (off by default).
     pub(crate) tap: OnceLock<Tap>,
 }
+
+static ACCEPT_FAILED: Repeated = Repeated::new();
+static PENDING_FULL: Repeated = Repeated::new();
+static AT_LIMIT: Repeated = Repeated::new();
+static HANDSHAKE_FAILED: Repeated = Repeated::new();
+static HANDSHAKE_TIMED_OUT: Repeated = Repeated::new();
 
 /// A node's transport; cheap to clone.
 #[derive(Clone)]
@@ -127,6 +138,8 @@ impl Transport {
             table: Mutex::new(Table::default()),
             lanes: Vec::into_boxed_slice(senders),
             permits: Arc::new(Semaphore::new(limits.max_connections)),
+            process: process_permits(),
+            pending: Mutex::default(),
             next_id: AtomicU64::new(1),
             tap: OnceLock::new(),
         };
@@ -201,15 +214,27 @@ impl Transport {
                     let (tcp, peer) = match listener.accept().await {
                         Ok(a) => a,
                         Err(e) => {
-                            warn!(error = %e, "accept failed");
+                            // Out of descriptors (EMFILE, ENFILE) most likely: wait for some
+                            // to be freed rather than spin, and say so once a second.
+                            if let Some(repeated) = ACCEPT_FAILED.due() {
+                                warn!(error = %e, repeated, "accept failed");
+                            }
                             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                             continue;
                         }
                     };
                     // SIP messages are small and each is written whole: no Nagle delay.
                     let _ = tcp.set_nodelay(true);
-                    let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
-                        warn!(%peer, limit = inner.limits.max_connections, "connection limit reached; refusing");
+                    let Ok(slot) = inner.slot() else {
+                        if let Some(repeated) = AT_LIMIT.due() {
+                            warn!(%peer, node = inner.limits.max_connections, process = crate::descriptor_budget(), repeated, "connection limit reached; refusing");
+                        }
+                        continue;
+                    };
+                    let Some(pending) = Pending::of(&inner, peer.ip()) else {
+                        if let Some(repeated) = PENDING_FULL.due() {
+                            warn!(%peer, limit = inner.limits.max_pending_per_source, repeated, "too many connections from one address without a first message; refusing");
+                        }
                         continue;
                     };
                     let (inner, acceptor, iface, alpn) = (inner.clone(), acceptor.clone(), iface.clone(), alpn.clone());
@@ -217,18 +242,30 @@ impl Transport {
                         let hs = tokio::time::timeout(inner.limits.handshake_timeout, acceptor.accept(tcp)).await;
                         let tls = match hs {
                             Ok(Ok(tls)) => tls,
-                            Ok(Err(e)) => return warn!(%peer, error = %e, "TLS handshake failed"),
-                            Err(_) => return warn!(%peer, "TLS handshake timed out"),
+                            Ok(Err(e)) => {
+                                if let Some(repeated) = HANDSHAKE_FAILED.due() {
+                                    warn!(%peer, error = %e, repeated, "TLS handshake failed");
+                                }
+                                return;
+                            }
+                            Err(_) => {
+                                if let Some(repeated) = HANDSHAKE_TIMED_OUT.due() {
+                                    warn!(%peer, repeated, "TLS handshake timed out");
+                                }
+                                return;
+                            }
                         };
                         let identity = PeerIdentity::of(tls.get_ref().1);
                         let local = tls.get_ref().0.local_addr().unwrap_or(bound);
                         if let Some(alpn) = alpn.filter(|a| a.chosen_by(&tls)) {
                             debug!(%peer, "handed over by ALPN");
                             let meta = ConnMeta { interface: iface, local, peer, identity };
-                            // The permit is held until the handler is done with the connection.
+                            drop(pending);
+                            // The slot is held until the handler is done with the connection.
+                            let _slot = slot;
                             return (alpn.handler)(tls, meta).await;
                         }
-                        inner.start(tokio_rustls::TlsStream::Server(tls), iface, local, peer, identity, true, permit);
+                        inner.start(tokio_rustls::TlsStream::Server(tls), iface, local, peer, identity, slot, Some(pending));
                     });
                 }
             }
@@ -370,10 +407,14 @@ impl Transport {
 }
 
 fn queue(conn: &Conn, bytes: Bytes) -> Result<Arc<ConnInfo>, TransportError> {
+    let fin = connection::is_final(&bytes);
     conn.tx.try_send(bytes).map_err(|e| match e {
         mpsc::error::TrySendError::Full(_) => TransportError::QueueFull(conn.info.peer),
         mpsc::error::TrySendError::Closed(_) => TransportError::Closed(conn.info.peer),
     })?;
+    if fin {
+        conn.answered.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(conn.info.clone())
 }
 
@@ -411,7 +452,75 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The process's connection permits, one per descriptor it may spend on a connection.
+fn process_permits() -> Arc<Semaphore> {
+    static PROCESS: std::sync::OnceLock<Arc<Semaphore>> = std::sync::OnceLock::new();
+    PROCESS
+        .get_or_init(|| Arc::new(Semaphore::new(crate::descriptor_budget())))
+        .clone()
+}
+
+/// A connection's place under the node's limit and the process's, held while it lives.
+pub(crate) struct Slot {
+    _node: OwnedSemaphorePermit,
+    _process: OwnedSemaphorePermit,
+}
+
+/// An inbound connection that has sent no message yet, counted against its source address
+/// until it does (or ends).
+pub(crate) struct Pending {
+    inner: Arc<Inner>,
+    ip: IpAddr,
+}
+
+impl Pending {
+    /// Counts one more for `ip`, unless it has as many as the limit allows already.
+    fn of(inner: &Arc<Inner>, ip: IpAddr) -> Option<Pending> {
+        let mut pending = lock(&inner.pending);
+        let n = pending.entry(ip).or_default();
+        if *n >= inner.limits.max_pending_per_source {
+            return None;
+        }
+        *n += 1;
+        Some(Pending {
+            inner: inner.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut pending = lock(&self.inner.pending);
+        if let std::collections::hash_map::Entry::Occupied(mut e) = pending.entry(self.ip) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+}
+
 impl Inner {
+    /// A place for one more connection, if the node's and the process's limits allow it.
+    fn slot(&self) -> Result<Slot, TransportError> {
+        let full = || TransportError::TooManyConnections(self.limits.max_connections);
+        let node = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| full())?;
+        let process = self
+            .process
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| full())?;
+        Ok(Slot {
+            _node: node,
+            _process: process,
+        })
+    }
+
     async fn connect(
         self: &Arc<Self>,
         iface: &str,
@@ -430,11 +539,7 @@ impl Inner {
                 .ok_or_else(|| TransportError::UnknownInterface(iface.into()))?;
             (k.clone(), i.ip, i.tls.clone())
         };
-        let permit = self
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| TransportError::TooManyConnections(self.limits.max_connections))?;
+        let slot = self.slot()?;
         let server_name = ServerName::try_from(name.to_owned()).map_err(|e| err(e.to_string()))?;
         let socket = if ip.is_ipv4() {
             TcpSocket::new_v4()
@@ -466,8 +571,8 @@ impl Inner {
             local,
             addr,
             identity,
-            false,
-            permit,
+            slot,
+            None,
         );
         // Only while it lives: a peer that closed at once has been removed already, and an
         // entry left behind would send every later request to a connection that is gone.
@@ -487,9 +592,10 @@ impl Inner {
         local: SocketAddr,
         peer: SocketAddr,
         identity: PeerIdentity,
-        inbound: bool,
-        permit: OwnedSemaphorePermit,
+        slot: Slot,
+        pending: Option<Pending>,
     ) -> u64 {
+        let inbound = pending.is_some();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let info = Arc::new(ConnInfo {
             id,
@@ -502,9 +608,11 @@ impl Inner {
         });
         let (tx, rx) = mpsc::channel(self.limits.write_queue);
         let close = Arc::new(tokio::sync::Notify::new());
+        let answered = Arc::new(AtomicU64::new(0));
         let conn = Conn {
             info: info.clone(),
             tx: tx.clone(),
+            answered: answered.clone(),
             close: close.clone(),
             alias: None,
         };
@@ -519,10 +627,17 @@ impl Inner {
         let inner = self.clone();
         tokio::spawn(
             async move {
-                info!(inbound, "connection up");
-                connection::reader(r, info.clone(), tx, close, inner.clone(), inner.limits).await;
+                debug!(inbound, "connection up");
+                let parts = connection::ReaderParts {
+                    info: info.clone(),
+                    tx,
+                    close,
+                    answered,
+                    pending,
+                };
+                connection::reader(r, parts, inner.clone(), inner.limits).await;
                 inner.remove(&info);
-                drop(permit);
+                drop(slot);
                 // On every lane, behind the connection's messages there.
                 for lane in inner.lanes.iter() {
                     let _ = lane.send(Event::Closed { conn: info.clone() }).await;

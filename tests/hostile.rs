@@ -1,0 +1,125 @@
+//! What a careless or hostile peer sends, and what it gets: every well-formed request ahead
+//! of bytes that cannot be framed is answered before the connection closes (RFC 4475
+//! `dblreq` over TLS), and a message that cannot even be answered ends its connection at
+//! once instead of leaving it open with no answer.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{Suite, TestLab};
+use siplab_topology::At;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::client::TlsStream;
+
+/// A mutual-TLS connection to R1 with alice's certificate, from her LAN address.
+async fn connect(lab: &TestLab) -> TlsStream<tokio::net::TcpStream> {
+    let cfg = lab.config("alice@contoso.test", At::Internal).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(cfg.bind_ip, 0)).unwrap();
+    let tcp = socket.connect(cfg.server).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(cfg.server_name.clone()).unwrap();
+    tokio_rustls::TlsConnector::from(cfg.tls.client.clone())
+        .connect(name, tcp)
+        .await
+        .expect("TLS with alice's certificate")
+}
+
+/// Everything the node sends until it closes the connection; the time that took.
+async fn until_closed(tls: &mut TlsStream<tokio::net::TcpStream>) -> (String, Duration) {
+    let start = Instant::now();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "still open after 10 s; got {}",
+                String::from_utf8_lossy(&all)
+            ),
+        }
+    }
+    (String::from_utf8_lossy(&all).into_owned(), start.elapsed())
+}
+
+/// The status lines of the responses in `text`, each with its CSeq.
+fn answers(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for msg in text.split("SIP/2.0 ").skip(1) {
+        let status = msg.lines().next().unwrap_or_default().to_owned();
+        let cseq = msg
+            .lines()
+            .find_map(|l| l.strip_prefix("CSeq: "))
+            .unwrap_or_default()
+            .to_owned();
+        out.push((status, cseq));
+    }
+    out
+}
+
+#[tokio::test]
+async fn both_requests_of_dblreq_are_answered_before_the_close() {
+    let lab = TestLab::start(Suite::Hostile.slot(0), &["R1"]).await;
+    let mut tls = connect(&lab).await;
+    let dblreq = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/testdata/rfc4475/dblreq.dat"
+    ))
+    .expect("RFC 4475 dblreq");
+    // In one write: the REGISTER, the INVITE, and what follows it, which on a stream is the
+    // start of a next message that is none.
+    tls.write_all(&dblreq).await.unwrap();
+    let (text, took) = until_closed(&mut tls).await;
+    let answers = answers(&text);
+    let finals = |method: &str| {
+        answers
+            .iter()
+            .filter(|(status, cseq)| cseq.ends_with(method) && !status.starts_with('1'))
+            .count()
+    };
+    assert_eq!(finals("REGISTER"), 1, "{text}");
+    assert_eq!(finals("INVITE"), 1, "{text}");
+    assert!(
+        took < Duration::from_secs(3),
+        "closed after the answers, not held open: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_be_answered_ends_its_connection_at_once() {
+    let lab = TestLab::start(Suite::Hostile.slot(1), &["R1"]).await;
+    // A start line without a SIP version and no Via: nothing to answer to.
+    let mut tls = connect(&lab).await;
+    tls.write_all(b"OPTIONS sip:fe01.contoso.test\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let (text, took) = until_closed(&mut tls).await;
+    assert!(text.is_empty(), "{text}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+#[tokio::test]
+async fn too_many_headers_get_an_error_answer_and_the_close() {
+    let lab = TestLab::start(Suite::Hostile.slot(2), &["R1"]).await;
+    let mut tls = connect(&lab).await;
+    let mut msg = String::from(
+        "OPTIONS sip:fe01.contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.1.164.101:5061;branch=z9hG4bKmany\r\n\
+         From: <sip:alice@contoso.test>;tag=1\r\nTo: <sip:fe01.contoso.test>\r\nCall-ID: many@1\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n",
+    );
+    for i in 0..140 {
+        msg.push_str(&format!("X-Filler-{i}: {i}\r\n"));
+    }
+    msg.push_str("Content-Length: 0\r\n\r\n");
+    tls.write_all(msg.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), tls.read(&mut buf))
+        .await
+        .expect("an answer, not silence")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("SIP/2.0 4"), "{text}");
+    assert!(text.contains("Warning: 399"), "{text}");
+}
