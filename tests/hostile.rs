@@ -123,3 +123,54 @@ async fn too_many_headers_get_an_error_answer_and_the_close() {
     assert!(text.starts_with("SIP/2.0 4"), "{text}");
     assert!(text.contains("Warning: 399"), "{text}");
 }
+
+#[tokio::test]
+async fn a_binding_whose_flow_died_goes_with_the_edge_s_430() {
+    let lab = TestLab::start(Suite::Hostile.slot(3), &["R1", "E1"]).await;
+    // alice signs in through E1 from the internet on a connection of her own, then it dies
+    // without a sign-out: R1 keeps her binding, reached through E1's Path.
+    let cfg = lab.config("alice@contoso.test", At::External).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(cfg.bind_ip, 0)).unwrap();
+    let tcp = socket.connect(cfg.server).await.unwrap();
+    let local = tcp.local_addr().unwrap();
+    let name = rustls::pki_types::ServerName::try_from(cfg.server_name.clone()).unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(cfg.tls.client.clone())
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let register = format!(
+        "REGISTER sip:contoso.test SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bKdies1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@contoso.test>;tag=dies\r\nTo: <sip:alice@contoso.test>\r\n\
+         Call-ID: dies@{ip}\r\nCSeq: 1 REGISTER\r\n\
+         Contact: <sip:alice@{local};transport=tls;ob>;+sip.instance=\"<urn:uuid:00000000-0000-4000-8000-000000000430>\";reg-id=1\r\n\
+         Supported: path, outbound\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n",
+        ip = local.ip()
+    );
+    tls.write_all(register.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    drop(tls);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let adam = lab.client("adam@contoso.test", At::Internal).await;
+    let first = adam
+        .send_message("alice@contoso.test", "are you there?")
+        .await
+        .unwrap();
+    assert_eq!(
+        first.status, 430,
+        "E1 has no flow for her: {} {}",
+        first.status, first.reason
+    );
+    // R1 dropped the binding with the 430: she is not signed in now, and says so.
+    let second = adam
+        .send_message("alice@contoso.test", "hello?")
+        .await
+        .unwrap();
+    assert_eq!(second.status, 480, "{} {}", second.status, second.reason);
+}

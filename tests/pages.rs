@@ -46,8 +46,8 @@ async fn the_live_page_draws_a_message_as_it_passes() {
         let section = format!("section[data-call-id={}]", json!(call_id));
         let took = page.wait_for(
             &format!(
-                "document.querySelectorAll({} + ' .arrow.request').length >= 2",
-                json!(section)
+                "document.querySelectorAll({s} + ' .arrow.request').length === 3 && document.querySelectorAll({s} + ' .arrow.response').length === 3",
+                s = json!(section)
             ),
             Duration::from_secs(5),
         );

@@ -289,9 +289,17 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             }
             return;
         }
-        let (route_flow, next_route) = self
+        let routes = self
             .own
             .preprocess_routes(&mut msg, &conn, |t| self.transport.flow(t).is_some());
+        if routes.flow_failed() {
+            if !is_ack {
+                let gone = "the connection this request was to take to its client is gone";
+                self.reply(&key, Reply::because(430, gone)).await;
+            }
+            return;
+        }
+        let (route_flow, next_route) = (routes.flow, routes.next);
         let for_this_node = msg
             .request_uri()
             .and_then(|u| u.as_sip())
@@ -594,6 +602,10 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
         let Some(branch) = top.branch() else {
             return;
         };
+        // 430 Flow Failed: the edge a binding was reached through lost its client's
+        // connection (RFC 5626 section 5.3); the binding goes, so the next request finds
+        // the device's newer one, or none.
+        let failed_flow = (code == 430).then(|| self.txns.target_of(branch)).flatten();
         let (key, ack) = match self.txns.response(branch, code, &conn, &msg) {
             Matched::Unknown => {
                 return debug!(code, "response matches no transaction here; dropped");
@@ -609,6 +621,12 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             let (ack, next) = *derived;
             self.send_on(next.flow, ack.to_bytes(), "ACK of a non-2xx")
                 .await;
+        }
+        if let Some(contact) = failed_flow
+            && self.home.location.remove_contact(&contact)
+        {
+            debug!(%contact, "binding dropped: its flow failed");
+            self.notify_soon();
         }
         if let Some(call_id) = key.strip_prefix(ORIGINATED) {
             // The answer to a request of our own: a watcher that is gone ends its subscription.

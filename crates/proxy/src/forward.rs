@@ -92,13 +92,14 @@ impl Interfaces {
     /// Route; then every Route naming this node is removed (two when it recorded the route
     /// on two interfaces, RFC 5658). A flow token in one of them names the connection the
     /// dialog reaches its client by, when that flow is live (`flow_live`) and is not the one
-    /// the request came on. Returns that flow and the next Route, if any.
+    /// the request came on. Returns that flow (or the one named that is gone) and the next
+    /// Route, if any.
     pub fn preprocess_routes(
         &self,
         msg: &mut Message,
         conn: &ConnInfo,
         flow_live: impl Fn(&FlowToken) -> bool,
-    ) -> (Option<FlowToken>, Option<SipUri>) {
+    ) -> Routes {
         let routes = msg.addresses(HeaderName::Route).unwrap_or_default();
         if let (Some(uri), Some(last)) = (msg.request_uri().and_then(Uri::as_sip), routes.last())
             && self.is_own_host(&uri.host)
@@ -112,24 +113,45 @@ impl Interfaces {
             }
             msg.set_request_uri(last_uri);
         }
-        let mut route_flow = None;
+        let mut out = Routes::default();
         loop {
             let routes = msg.addresses(HeaderName::Route).unwrap_or_default();
             let Some(uri) = routes.first().and_then(NameAddr::sip_uri) else {
-                return (route_flow, None);
+                return out;
             };
             if !self.is_own_route(uri) {
-                return (route_flow, Some(uri.clone()));
+                out.next = Some(uri.clone());
+                return out;
             }
             if let Some(user) = &uri.user
                 && let Some(token) = FlowToken::parse(user)
                 && token != conn.flow
-                && flow_live(&token)
             {
-                route_flow = Some(token);
+                match flow_live(&token) {
+                    true => out.flow = Some(token),
+                    false => out.failed = Some(token),
+                }
             }
             msg.headers.remove_first_value(&HeaderName::Route);
         }
+    }
+}
+
+/// What this node's own Routes said, once removed.
+#[derive(Debug, Default)]
+pub struct Routes {
+    /// A live client flow one of them named.
+    pub flow: Option<FlowToken>,
+    /// A flow one of them named that is gone (RFC 5626: 430 Flow Failed).
+    pub failed: Option<FlowToken>,
+    /// The next Route, not this node's.
+    pub next: Option<SipUri>,
+}
+
+impl Routes {
+    /// The flow the request was to take is gone, and no live one was named.
+    pub fn flow_failed(&self) -> bool {
+        self.flow.is_none() && self.failed.is_some()
     }
 }
 
@@ -335,14 +357,19 @@ mod tests {
         let edge = "<sip:sipedge01.infra.lync.test:5061;transport=tls;lr>";
 
         let mut msg = request(&[ours, edge]);
-        let (flow, next) = cp2.preprocess_routes(&mut msg, &from, |_| false);
-        assert!(flow.is_none());
-        assert_eq!(next.unwrap().host, Host::named("sipedge01.infra.lync.test"));
+        let routes = cp2.preprocess_routes(&mut msg, &from, |_| false);
+        assert!(routes.flow.is_none() && !routes.flow_failed());
+        assert_eq!(
+            routes.next.unwrap().host,
+            Host::named("sipedge01.infra.lync.test")
+        );
         assert_eq!(msg.addresses(HeaderName::Route).unwrap().len(), 1);
 
         let mut msg = request(&[other, edge]);
-        let (_, next) = cp2.preprocess_routes(&mut msg, &from, |_| false);
-        let next = next.unwrap();
+        let next = cp2
+            .preprocess_routes(&mut msg, &from, |_| false)
+            .next
+            .unwrap();
         assert_eq!(next.pool_member(), Some("cpfe01.infra.lync.test"));
         assert_eq!(*next.route_host(), Host::named("cpfe01.infra.lync.test"));
         assert_eq!(msg.addresses(HeaderName::Route).unwrap().len(), 2);

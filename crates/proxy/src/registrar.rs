@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use siplab_sip::{Contact, ContactParams, HeaderName, Message, NameAddr, SipUri, Uri};
 use siplab_transport::FlowToken;
+use tracing::debug;
 
 use crate::decision::{Forward, NextHop, Reply};
 use crate::reply::reply_message;
@@ -366,6 +367,28 @@ impl Location {
             .cloned()
     }
 
+    /// Forgets the binding of this contact, whichever AOR holds it: the edge it was
+    /// reached through answered 430 Flow Failed (RFC 5626 section 5.3), so the connection
+    /// the binding lived on is gone. Whether there was one.
+    pub fn remove_contact(&self, uri: &SipUri) -> bool {
+        let text = uri.to_string();
+        let now = self.now();
+        let mut table = self.lock();
+        let Some(aor) = table.owner_of(self.hash(text.as_bytes()), &text, now) else {
+            return false;
+        };
+        let Some(e) = table.aors.get_mut(&aor) else {
+            return false;
+        };
+        let before = e.bindings.len();
+        e.bindings.retain(|b| b.contact_text() != text);
+        let removed = e.bindings.len() < before;
+        if e.bindings.is_empty() {
+            table.aors.remove(&aor);
+        }
+        removed
+    }
+
     /// Forgets every binding tied to a flow that closed: requests could not reach it.
     pub fn remove_flow(&self, flow: &FlowToken) {
         let mut table = self.lock();
@@ -434,11 +457,15 @@ fn apply_updates(
             }
             Some(i) => existing[i] = binding,
             None if remove => {}
+            // Full: the binding due to expire first gives way, so that a device whose
+            // earlier connections died without signing out can always sign in again, and a
+            // storm of new contacts stays within the limit.
             None if existing.len() >= MAX_BINDINGS => {
-                return Err(Reply::because(
-                    403,
-                    format!("{aor} already has {MAX_BINDINGS} registered contacts"),
-                ));
+                if let Some(oldest) = (0..existing.len()).min_by_key(|&i| existing[i].expires) {
+                    debug!(%aor, limit = MAX_BINDINGS, "bindings full: the one expiring first gives way");
+                    existing.remove(oldest);
+                }
+                existing.push(binding);
             }
             None => existing.push(binding),
         }
@@ -559,7 +586,7 @@ mod tests {
     }
 
     #[test]
-    fn contacts_per_aor_are_bounded() {
+    fn contacts_per_aor_are_bounded_and_the_one_expiring_first_gives_way() {
         let loc = Location::new(ExpiryBounds::default());
         let flow = flow("1xa");
         for i in 0..MAX_BINDINGS {
@@ -579,6 +606,17 @@ mod tests {
             "alice@contoso.test",
             &flow,
         );
-        assert_eq!(r.status(), Some(403));
+        assert_eq!(r.status(), Some(200), "a device can always sign in again");
+        assert_eq!(loc.sweep(), MAX_BINDINGS, "still within the limit");
+        let uri = |port: u16| SipUri::parse(&format!("sip:alice@127.1.0.101:{port}")).unwrap();
+        assert!(loc.by_contact(&uri(7000)).is_some());
+        assert!(
+            loc.by_contact(&uri(6000)).is_none(),
+            "the first one gave way"
+        );
+        // An edge's 430 for a binding's flow drops it.
+        assert!(loc.remove_contact(&uri(7000)));
+        assert!(loc.by_contact(&uri(7000)).is_none());
+        assert!(!loc.remove_contact(&uri(7000)));
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use siplab_sip::{CSeq, HeaderName, Message, Method, Uri, Via};
+use siplab_sip::{CSeq, HeaderName, Message, Method, SipUri, Uri, Via};
 use siplab_transport::{ConnInfo, FlowToken};
 
 use crate::decision::Reply;
@@ -275,6 +275,14 @@ impl Transactions {
     /// A response with status `code` and top branch `branch` from `conn`. Only the peer a
     /// request went to may answer it (a branch is no secret from a client that sees the
     /// request's Via). A provisional answer to an INVITE replaces Timer B with Timer C.
+    /// The Request-URI a client transaction's request went to (a registered contact, when
+    /// it was delivered to a user).
+    pub fn target_of(&self, branch: &str) -> Option<SipUri> {
+        let clients = lock(&self.clients);
+        let uri = clients.get(branch)?.request.request_uri()?;
+        uri.as_sip().cloned()
+    }
+
     pub fn response(&self, branch: &str, code: u16, conn: &ConnInfo, msg: &Message) -> Matched {
         let mut clients = lock(&self.clients);
         let Some(t) = clients.get_mut(branch) else {

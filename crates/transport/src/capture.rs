@@ -98,8 +98,11 @@ pub struct Tap {
 }
 
 impl Tap {
+    /// Records a message seen at `time` (a send's from before it was queued, so that the
+    /// next hop's capture of it is never earlier).
     pub(crate) fn record(
         &self,
+        time: SystemTime,
         (src, dst): (SocketAddr, SocketAddr),
         sent: bool,
         payload: Bytes,
@@ -108,7 +111,7 @@ impl Tap {
         self.sink.record(Captured {
             node: self.node.clone(),
             agent: self.agent,
-            time: SystemTime::now(),
+            time,
             src,
             dst,
             sent,

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 use crate::Limits;
 use crate::quiet::Repeated;
 use crate::tls::PeerIdentity;
-use crate::transport::{Event, Inner, Pending};
+use crate::transport::{Event, Inner};
 
 /// An RFC 5626 flow token: names one connection so that a request can later be sent back
 /// down that very connection. It holds the connection number and a random part, so that it
@@ -170,8 +170,6 @@ pub(crate) struct ReaderParts {
     pub tx: mpsc::Sender<Bytes>,
     pub close: Arc<Notify>,
     pub answered: Arc<AtomicU64>,
-    /// An inbound connection's count against its source, until its first message.
-    pub pending: Option<Pending>,
 }
 
 /// Invalid messages (a flood of them makes one line a second).
@@ -182,13 +180,21 @@ static INVALID: Repeated = Repeated::new();
 /// up has its final response queued, so that what came before the end is answered.
 pub(crate) async fn reader<R: AsyncRead + Unpin>(
     r: R,
-    mut parts: ReaderParts,
+    parts: ReaderParts,
     inner: Arc<Inner>,
     limits: Limits,
 ) {
     let mut requests = 0u64;
-    let mut pending = parts.pending.take();
-    let why = read(r, &parts, &inner, limits, (&mut requests, &mut pending)).await;
+    // An inbound connection must send its first message within its own time-out.
+    let mut awaiting_first = parts.info.inbound;
+    let why = read(
+        r,
+        &parts,
+        &inner,
+        limits,
+        (&mut requests, &mut awaiting_first),
+    )
+    .await;
     if why == End::ClosedHere {
         return;
     }
@@ -217,7 +223,7 @@ async fn read<R: AsyncRead + Unpin>(
     parts: &ReaderParts,
     inner: &Arc<Inner>,
     limits: Limits,
-    (requests, pending): (&mut u64, &mut Option<Pending>),
+    (requests, awaiting_first): (&mut u64, &mut bool),
 ) -> End {
     let ReaderParts {
         info, tx, close, ..
@@ -232,7 +238,7 @@ async fn read<R: AsyncRead + Unpin>(
     loop {
         let deadline = match partial_since {
             Some(t) => t + limits.message_read_timeout,
-            None if pending.is_some() => first_by.min(Instant::now() + limits.idle_timeout),
+            None if *awaiting_first => first_by.min(Instant::now() + limits.idle_timeout),
             None => Instant::now() + limits.idle_timeout,
         };
         buf.reserve(READ_CHUNK);
@@ -251,7 +257,7 @@ async fn read<R: AsyncRead + Unpin>(
                 );
                 return End::Peer;
             }
-            Err(_) if pending.is_some() => {
+            Err(_) if *awaiting_first => {
                 debug!("no first message in time; closing");
                 return End::Peer;
             }
@@ -274,10 +280,11 @@ async fn read<R: AsyncRead + Unpin>(
             framed = true;
             match frame {
                 Frame::Message(msg) => {
-                    *pending = None;
+                    *awaiting_first = false;
                     inner.on_message(info, &msg);
                     if let Some(tap) = inner.tap.get() {
-                        tap.record((info.peer, info.local), false, msg.to_bytes(), None);
+                        let now = std::time::SystemTime::now();
+                        tap.record(now, (info.peer, info.local), false, msg.to_bytes(), None);
                     }
                     // What gets a final response: any request but an ACK.
                     if msg.is_request() && msg.method() != Some(siplab_sip::Method::Ack) {

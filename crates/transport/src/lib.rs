@@ -38,8 +38,8 @@ pub struct Limits {
     /// all the nodes of a process together hold no more than the descriptors the process
     /// may open leave room for ([`descriptor_budget`]).
     pub max_connections: usize,
-    /// Inbound connections from one address that have not yet sent their first message
-    /// (TCP accepted, TLS under way, or silent since): beyond it, more are closed at once.
+    /// Inbound connections from one address whose TLS handshake is under way: beyond it,
+    /// more are closed at once.
     pub max_pending_per_source: usize,
     /// An inbound connection must send its first message within this (a keep-alive does
     /// not count); after that the idle time-out applies.
@@ -65,7 +65,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(600),
             max_connections: 50_000,
             max_pending_per_source: 256,
-            first_message_timeout: Duration::from_secs(30),
+            first_message_timeout: Duration::from_secs(120),
             write_queue: 4096,
             connect_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),

@@ -97,7 +97,7 @@ pub(crate) struct Inner {
     permits: Arc<Semaphore>,
     /// The process's descriptors, shared by every node in it ([`crate::descriptor_budget`]).
     process: Arc<Semaphore>,
-    /// Inbound connections per source address that have not sent a message yet.
+    /// Inbound connections per source address whose handshake is under way.
     pending: Mutex<HashMap<IpAddr, usize>>,
     next_id: AtomicU64,
     /// Where what this node receives and sends is captured, once it is told (off by default).
@@ -233,7 +233,7 @@ impl Transport {
                     };
                     let Some(pending) = Pending::of(&inner, peer.ip()) else {
                         if let Some(repeated) = PENDING_FULL.due() {
-                            warn!(%peer, limit = inner.limits.max_pending_per_source, repeated, "too many connections from one address without a first message; refusing");
+                            warn!(%peer, limit = inner.limits.max_pending_per_source, repeated, "too many handshakes from one address at once; refusing");
                         }
                         continue;
                     };
@@ -255,17 +255,17 @@ impl Transport {
                                 return;
                             }
                         };
+                        drop(pending);
                         let identity = PeerIdentity::of(tls.get_ref().1);
                         let local = tls.get_ref().0.local_addr().unwrap_or(bound);
                         if let Some(alpn) = alpn.filter(|a| a.chosen_by(&tls)) {
                             debug!(%peer, "handed over by ALPN");
                             let meta = ConnMeta { interface: iface, local, peer, identity };
-                            drop(pending);
                             // The slot is held until the handler is done with the connection.
                             let _slot = slot;
                             return (alpn.handler)(tls, meta).await;
                         }
-                        inner.start(tokio_rustls::TlsStream::Server(tls), iface, local, peer, identity, slot, Some(pending));
+                        inner.start(tokio_rustls::TlsStream::Server(tls), iface, local, peer, identity, true, slot);
                     });
                 }
             }
@@ -305,8 +305,9 @@ impl Transport {
         let Some(tap) = self.inner.tap.get() else {
             return self.send_untapped(dest, bytes).await;
         };
+        let time = std::time::SystemTime::now();
         let info = self.send_untapped(dest, bytes.clone()).await?;
-        tap.record((info.local, info.peer), true, bytes, reason);
+        tap.record(time, (info.local, info.peer), true, bytes, reason);
         Ok(info)
     }
 
@@ -466,9 +467,9 @@ pub(crate) struct Slot {
     _process: OwnedSemaphorePermit,
 }
 
-/// An inbound connection that has sent no message yet, counted against its source address
-/// until it does (or ends).
-pub(crate) struct Pending {
+/// An inbound connection whose TLS handshake is under way, counted against its source
+/// address until it is done.
+struct Pending {
     inner: Arc<Inner>,
     ip: IpAddr,
 }
@@ -571,8 +572,8 @@ impl Inner {
             local,
             addr,
             identity,
+            false,
             slot,
-            None,
         );
         // Only while it lives: a peer that closed at once has been removed already, and an
         // entry left behind would send every later request to a connection that is gone.
@@ -592,10 +593,9 @@ impl Inner {
         local: SocketAddr,
         peer: SocketAddr,
         identity: PeerIdentity,
+        inbound: bool,
         slot: Slot,
-        pending: Option<Pending>,
     ) -> u64 {
-        let inbound = pending.is_some();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let info = Arc::new(ConnInfo {
             id,
@@ -633,7 +633,6 @@ impl Inner {
                     tx,
                     close,
                     answered,
-                    pending,
                 };
                 connection::reader(r, parts, inner.clone(), inner.limits).await;
                 inner.remove(&info);
