@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs one fuzz target for a while: fuzz/run.sh stream_decoder|header_parsers [SECONDS]
+# Runs one fuzz target for a while: fuzz/run.sh stream_decoder|header_parsers|proxy_request [SECONDS]
 #
 # cargo fuzz needs nightly flags (-Z sanitizer=...); RUSTC_BOOTSTRAP=1 lets the stable
 # toolchain accept them. The corpus is seeded from the RFC 4475 torture messages: whole
@@ -19,6 +19,12 @@ for f in "$rfc"/*.dat; do
             # Seed 7, default limits; then a small-limits variant.
             { printf '\007\000\000'; cat "$f"; } >"$corpus/rfc4475-$name"
             { printf '\031\001\021'; cat "$f"; } >"$corpus/rfc4475-small-$name"
+            ;;
+        proxy_request)
+            # The first byte picks who sent it (no name, a client, a server); then the message.
+            for who in 0 1 2; do
+                { printf "\\00$who"; cat "$f"; } >"$corpus/rfc4475-$who-$name"
+            done
             ;;
         header_parsers)
             i=0

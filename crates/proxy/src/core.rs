@@ -699,7 +699,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
 
 /// The loop check's hash of a request (16.3 step 4, 16.6 step 8): what a copy of it coming
 /// back unchanged on the same interface would hash to.
-fn loop_hash(msg: &Message, checked: &Checked, arrived_on: &str) -> u64 {
+pub fn loop_hash(msg: &Message, checked: &Checked, arrived_on: &str) -> u64 {
     let tags = (checked.to.tag(), checked.from.tag());
     branch::loop_hash(msg, tags, checked.cseq.seq, arrived_on)
 }

@@ -28,7 +28,7 @@ mod timers;
 mod transaction;
 mod trust;
 
-pub use crate::core::{Proxy, ProxyConfig};
+pub use crate::core::{Proxy, ProxyConfig, loop_hash};
 pub use decision::{
     Action, Decision, Forward, NOT_SIP_URI, NextHop, REGISTER_TO_NOT_SIP, Reply, Subject, Why,
 };
