@@ -76,7 +76,7 @@ impl Default for Limits {
 
 /// The connections all the nodes of this process may hold together: the descriptors it may
 /// open (RLIMIT_NOFILE, its soft limit first raised to the hard one) less headroom for
-/// listeners, DNS, logs and files (an eighth, at least 128). Worked out once.
+/// listeners, DNS, logs and files (a 32nd, at least 256). Worked out once.
 pub fn descriptor_budget() -> usize {
     static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *BUDGET.get_or_init(|| {
@@ -101,7 +101,7 @@ pub fn descriptor_budget() -> usize {
             lim.rlim_cur
         };
         let open = usize::try_from(open).unwrap_or(usize::MAX).min(1 << 24);
-        open.saturating_sub((open / 8).max(128)).max(16)
+        open.saturating_sub((open / 32).max(256)).max(16)
     })
 }
 
@@ -131,4 +131,24 @@ pub enum TransportError {
         addr: std::net::SocketAddr,
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_connection_budget_leaves_descriptors_for_the_rest() {
+        let budget = super::descriptor_budget();
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the one struct given.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let open = lim.rlim_cur as usize;
+        assert!(budget + 256 <= open, "{budget} of {open}");
+        assert!(
+            budget >= open.saturating_sub(open / 32 + 256),
+            "{budget} of {open}"
+        );
+    }
 }
