@@ -418,6 +418,20 @@ fn run_commands(commands: &[String], first: usize, dir: &Path, started: &mut Sta
                 alive();
                 std::net::UdpSocket::bind(addr).is_err()
             });
+        } else if [
+            "siplab-dns ",
+            "siplab-frontend ",
+            "siplab-edge ",
+            "siplab-cloudpool ",
+        ]
+        .iter()
+        .any(|p| command.starts_with(p))
+        {
+            wait_for(&format!("`{command}` listening"), || {
+                alive();
+                let err = std::fs::read_to_string(&err_log).unwrap_or_default();
+                err.contains("node up") || err.contains("listening (UDP and TCP)")
+            });
         } else if command.starts_with("siplab-client ") {
             wait_for("siplab-client signed in", || {
                 alive();
@@ -895,4 +909,44 @@ async fn the_live_page_and_sngrep_show_a_client_s_message_as_it_passes() {
         seen.iter().filter(|s| s.status == "200").count() >= 3,
         "{seen:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_programs_run_one_by_one_as_the_readme_starts_them() {
+    let _slot = SLOT_0.lock().await;
+    let work = tempfile::tempdir().unwrap();
+    let mut started = Started(Vec::new());
+    blocking(|| {
+        run_readme(
+            "## Running the programs one by one",
+            work.path(),
+            &mut started,
+        )
+    });
+    // adam's MESSAGE answered, and alice got it by way of R1 and E1.
+    let adam = std::fs::read_to_string(work.path().join("step5.log")).unwrap();
+    assert!(adam.contains(r#""status":200"#), "{adam}");
+    let alice_log = work.path().join("step4.log");
+    blocking(|| {
+        wait_for("alice received adam's MESSAGE", || {
+            let log = std::fs::read_to_string(&alice_log).unwrap_or_default();
+            log.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|v| v["event"] == "received" && v["from"] == "adam@contoso.test")
+        })
+    });
+    let log = std::fs::read_to_string(&alice_log).unwrap();
+    let got: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "received")
+        .unwrap();
+    let names: Vec<&str> = got["via"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    let lab = Lab::reference().unwrap();
+    assert_eq!(names, row(&lab, 2), "{got}");
 }

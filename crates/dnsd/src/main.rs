@@ -27,12 +27,8 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    // The servers' logging: RUST_LOG or info, colour only at a terminal.
+    siplab_node::init_tracing("info");
 
     let cli = Cli::parse();
     let lab = match &cli.topology {

@@ -122,7 +122,11 @@ impl Report<'_> {
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&s.aor),
                 esc(place),
-                esc(&s.discovery.join(" -> ")),
+                s.discovery
+                    .iter()
+                    .map(|d| esc(d))
+                    .collect::<Vec<_>>()
+                    .join("<br>"),
                 esc(&s.via),
                 esc(&servers.join(" -> "))
             );
