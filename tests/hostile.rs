@@ -174,3 +174,50 @@ async fn a_binding_whose_flow_died_goes_with_the_edge_s_430() {
         .unwrap();
     assert_eq!(second.status, 480, "{} {}", second.status, second.reason);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_s_flood_gets_503_and_costs_the_others_nothing() {
+    // A low rate, so that a test can exceed it: 20 a second, 20 at once.
+    let config = siplab_proxy::ProxyConfig {
+        rate: siplab_proxy::RateLimit {
+            per_second: 20.0,
+            burst: 20.0,
+        },
+        ..siplab_proxy::ProxyConfig::default()
+    };
+    let lab = TestLab::start_with(Suite::Hostile.slot(4), &["R1"], config).await;
+    let alice = lab.client("alice@contoso.test", At::Internal).await;
+    let adam = lab.client("adam@contoso.test", At::Internal).await;
+    let (mut ok, mut refused) = (0, 0);
+    for i in 0..60 {
+        let o = alice
+            .send_message("adam@contoso.test", &format!("flood {i}"))
+            .await
+            .unwrap();
+        match o.status {
+            200 => ok += 1,
+            503 => {
+                let retry = o
+                    .response
+                    .headers
+                    .value(&siplab_sip::HeaderName::new("Retry-After"));
+                assert_eq!(
+                    retry.map(|v| v.to_vec()),
+                    Some(b"1".to_vec()),
+                    "503 says when"
+                );
+                refused += 1;
+            }
+            other => panic!("flood {i}: {other} {}", o.reason),
+        }
+    }
+    // The burst less alice's REGISTER, and what the rate refilled meanwhile.
+    assert!((18..=30).contains(&ok), "{ok} passed, {refused} refused");
+    assert_eq!(ok + refused, 60, "every request answered");
+    // adam, on the same node, is not touched by alice's flood.
+    let o = adam
+        .send_message("alice@contoso.test", "still there?")
+        .await
+        .unwrap();
+    assert_eq!(o.status, 200, "{} {}", o.status, o.reason);
+}

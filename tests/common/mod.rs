@@ -162,7 +162,7 @@ impl Suite {
             Suite::CrateClient => (200, 1),
             Suite::Pages => (160, 1),
             Suite::Hep => (162, 1),
-            Suite::Hostile => (164, 4),
+            Suite::Hostile => (164, 5),
         }
     }
 

@@ -22,6 +22,7 @@ use tracing::{Instrument, debug, info_span, warn};
 use crate::branch::{self, BranchMaker};
 use crate::decision::{Action, Forward, Reply, Why};
 use crate::explain::{Outcome, Reason};
+use crate::flood::{Buckets, RateLimit};
 use crate::forward::{self, Hop, Interfaces, OwnInterface};
 use crate::home::{Answered, Home};
 use crate::policy::{Inbound, Policy, Reach};
@@ -48,6 +49,8 @@ pub struct ProxyConfig {
     /// Requests being answered at once; beyond it a new one gets 503 with Retry-After, so a
     /// flood (or next hops that never answer) cannot grow the transaction table without end.
     pub max_transactions: usize,
+    /// Requests per client identity (user certificate); beyond it, 503 with Retry-After.
+    pub rate: RateLimit,
 }
 
 impl Default for ProxyConfig {
@@ -59,12 +62,15 @@ impl Default for ProxyConfig {
             timer_h: Duration::from_secs(32),
             expiry: ExpiryBounds::default(),
             max_transactions: 100_000,
+            rate: RateLimit::default(),
         }
     }
 }
 
 /// Answers that could not be sent (a peer that stopped reading makes one a message).
 static UNSENT: Repeated = Repeated::new();
+/// Requests over a client's rate.
+static FLOODED: Repeated = Repeated::new();
 
 /// A node's proxy: one per node, shared by its workers.
 pub struct Proxy<P: Policy, R: Reach> {
@@ -81,6 +87,8 @@ pub struct Proxy<P: Policy, R: Reach> {
     notify_wanted: Arc<Notify>,
     /// Sends without a transaction that failed (see [`Proxy::unsent`]).
     unsent: AtomicU64,
+    /// Each client identity's requests.
+    flood: Buckets,
 }
 
 impl<P: Policy, R: Reach> Proxy<P, R> {
@@ -112,6 +120,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             timers,
             notify_wanted: Arc::default(),
             unsent: AtomicU64::new(0),
+            flood: Buckets::new(config.rate),
         })
     }
 
@@ -259,6 +268,17 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
         }
         // An ACK is never answered (its key is its INVITE's): a refusal just ends it here.
         let is_ack = method == Method::Ack;
+        if !is_ack
+            && let Some(aor) = conn.identity.sip_aor()
+            && !self.flood.admit(aor)
+        {
+            if let Some(repeated) = FLOODED.due() {
+                warn!(%aor, repeated, "request rate of one client exceeded: 503");
+            }
+            let reply = Reply::because(503, format!("too many requests from {aor}"))
+                .with(HeaderName::new("Retry-After"), "1");
+            return self.reply(&key, reply).await;
+        }
         if method == Method::Invite {
             self.reply(&key, Reply::new(100)).await;
         }

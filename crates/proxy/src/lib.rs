@@ -6,7 +6,8 @@
 //! The files, lowest first (each uses only those above it):
 //! - `timers`, `branch`: deadlines without a task each; branches that carry the loop hash.
 //! - `decision`: what a role decides ([`Decision`], [`Why`], [`Forward`], [`Reply`]).
-//! - `explain`: a hop's reason in words, for traces and captures.
+//! - `explain`: a hop's reason in words, for traces and captures; `flood`: requests per
+//!   client identity (a token bucket each).
 //! - `reply`: answers built here; `registrar`, `presence`: the location service and the
 //!   presence state; `trust`: section 7's rules (RFC 3325).
 //! - `policy`: what a role is told ([`Inbound`]) and how a node reaches hosts ([`Reach`]).
@@ -18,6 +19,7 @@ mod branch;
 mod core;
 mod decision;
 mod explain;
+mod flood;
 mod forward;
 mod home;
 mod policy;
@@ -32,6 +34,7 @@ pub use crate::core::{Proxy, ProxyConfig, loop_hash};
 pub use decision::{
     Action, Decision, Forward, NOT_SIP_URI, NextHop, REGISTER_TO_NOT_SIP, Reply, Subject, Why,
 };
+pub use flood::RateLimit;
 pub use forward::OwnInterface;
 pub use policy::{Inbound, Policy, Reach};
 pub use presence::{PresenceServer, Subscription};
