@@ -330,8 +330,41 @@ fn run_readme(heading: &str, dir: &Path, started: &mut Started) -> Clients {
     run_commands(&readme_commands(heading), 0, dir, started)
 }
 
+/// Builds the workspace's programs that `commands` start (`siplab-frontend`, ...), so that
+/// they are there, and current, beside `siplab`: `cargo test` builds only the programs whose
+/// own package has tests that run them.
+fn build_programs(commands: &[String]) {
+    let mut packages: Vec<&str> = Vec::new();
+    for c in commands {
+        let program = c.split_whitespace().next().unwrap_or_default();
+        let package = match program {
+            "siplab-dns" => "siplab-dnsd",
+            p if p.starts_with("siplab-") => p,
+            _ => continue,
+        };
+        if !packages.contains(&package) {
+            packages.push(package);
+        }
+    }
+    if packages.is_empty() {
+        return;
+    }
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.arg("build").current_dir(env!("CARGO_MANIFEST_DIR"));
+    for p in &packages {
+        cargo.args(["-p", p]);
+    }
+    let out = cargo.output().expect("cargo build");
+    assert!(
+        out.status.success(),
+        "building {packages:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `commands` as [`run_readme`] does, numbering their logs from `first`.
 fn run_commands(commands: &[String], first: usize, dir: &Path, started: &mut Started) -> Clients {
+    build_programs(commands);
     let bin = Path::new(env!("CARGO_BIN_EXE_siplab")).parent().unwrap();
     let path = format!(
         "{}:{}",
