@@ -82,6 +82,11 @@ pub fn compose(lab: &Lab) -> String {
             .interfaces_of(node.name.as_str())
             .map(|i| (i.network.clone(), i.address.to_string()))
             .collect();
+        let mut args = args;
+        if let Some(target) = hep_target(lab, node.name.as_str()).filter(|_| node.role != Role::Dns)
+        {
+            args.extend(["--hep".into(), target]);
+        }
         let probe = match node.role {
             Role::Dns => {
                 let source = addrs.first().map(|(_, ip)| ip.clone()).unwrap_or_default();
@@ -111,6 +116,9 @@ pub fn compose(lab: &Lab) -> String {
         let mut deps = vec![("certs", "service_completed_successfully")];
         if node.role != Role::Dns {
             deps.push(("dns", "service_healthy"));
+            if lab.collector().is_some() {
+                deps.push(("collector", "service_healthy"));
+            }
         }
         service(
             w,
@@ -120,6 +128,36 @@ pub fn compose(lab: &Lab) -> String {
             &addrs,
             &deps,
             Some(&probe),
+        );
+    }
+    if let Some(collector) = lab.collector() {
+        let addrs: Vec<(String, String)> = lab
+            .networks()
+            .iter()
+            .filter_map(|n| Some((n.name.clone(), collector.address_in(&n.subnet)?.to_string())))
+            .collect();
+        let listen = format!("0.0.0.0:{}", collector.hep_port);
+        let web = format!("0.0.0.0:{}", collector.web_port);
+        let args = [
+            "collect".into(),
+            "--listen".into(),
+            listen,
+            "--web".into(),
+            web,
+        ];
+        let probe = addrs.first().map(|(_, ip)| {
+            let web = format!("{ip}:{}", collector.web_port);
+            ["siplab", "probe", "connect", &web].map(String::from)
+        });
+        // It starts first, so that it sees every node's first message.
+        service(
+            w,
+            "collector",
+            "siplab",
+            &args,
+            &addrs,
+            &[],
+            probe.as_ref().map(|p| &p[..]),
         );
     }
     for place in lab.placements() {
@@ -163,6 +201,15 @@ pub fn compose(lab: &Lab) -> String {
     y
 }
 
+/// Where `node` exports its captures: the collector's address on the network of the node's
+/// first interface, `udp:IP:PORT`.
+fn hep_target(lab: &Lab, node: &str) -> Option<String> {
+    let collector = lab.collector()?;
+    let network = lab.network(&lab.interfaces_of(node).next()?.network)?;
+    let ip = collector.address_in(&network.subnet)?;
+    Some(format!("udp:{ip}:{}", collector.hep_port))
+}
+
 fn service(
     w: &mut String,
     name: &str,
@@ -198,7 +245,9 @@ fn service(
     for (net, ip) in addrs {
         let _ = writeln!(w, "      {net}:\n        ipv4_address: {ip}");
     }
-    let _ = writeln!(w, "    depends_on:");
+    if !deps.is_empty() {
+        let _ = writeln!(w, "    depends_on:");
+    }
     for (dep, condition) in deps {
         let _ = writeln!(w, "      {dep}:\n        condition: {condition}");
     }

@@ -98,6 +98,16 @@ enum Command {
         #[command(flatten)]
         hep: HepArg,
     },
+    /// A HEPv3 collector serving the live page: draws what the lab's programs in other
+    /// processes or containers export (`--hep`) as `siplab up --web` draws its own nodes.
+    Collect {
+        /// Where HEPv3 arrives, over UDP and TCP on the same port.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9060")]
+        listen: std::net::SocketAddr,
+        /// Serve the live page here (http://ADDR/).
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+        web: std::net::SocketAddr,
+    },
     /// Writes a configuration directory for an outside SIP client, so that it signs in as a
     /// lab user from one place: `baresip -f DIR`, or `DIR/run` for linphonec (the
     /// certificates come from `siplab certs`).
@@ -144,8 +154,8 @@ enum Command {
 /// `--hep udp:IP:PORT`: where every node exports what it receives and sends, as HEPv3.
 #[derive(clap::Args)]
 struct HepArg {
-    /// Export every SIP message of every node as HEPv3 to this collector (sngrep -L,
-    /// Homer), `udp:IP:PORT`.
+    /// Export every SIP message of every node as HEPv3 to this collector: `udp:IP:PORT`
+    /// (sngrep -L, Homer, `siplab collect`) or `tcp:IP:PORT` (Homer, `siplab collect`).
     #[arg(long, value_name = "udp:IP:PORT")]
     hep: Option<HepTarget>,
 }
@@ -223,6 +233,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Probe(p) => probe(&lab, p).await,
+        Command::Collect { listen, web } => collect(lab, listen, web).await,
         Command::Run {
             slot,
             json,
@@ -414,6 +425,9 @@ async fn up(
     let run = LabRun::start(lab.clone(), Certs::Dir(dir.clone()))
         .await
         .context("starting the lab")?;
+    for node in &run.nodes {
+        node.log_counters(siplab_node::COUNTERS_EVERY);
+    }
     if web.is_some() || hep.is_some() {
         let wire = Wire::attach(&run.nodes, hep, LIVE_KEPT).await?;
         if let Some(addr) = web {
@@ -463,7 +477,20 @@ async fn up(
         lab.slot().unwrap_or(0)
     );
     println!("lab up; Ctrl-C stops it");
-    tokio::signal::ctrl_c().await?;
+    siplab_node::shutdown_signal().await;
+    Ok(())
+}
+
+async fn collect(lab: Lab, listen: std::net::SocketAddr, web: std::net::SocketAddr) -> Result<()> {
+    siplab_node::init_tracing("info");
+    let (wire, bound) = Wire::collect(&lab, listen, LIVE_KEPT)
+        .await
+        .with_context(|| format!("listening for HEPv3 on {listen}"))?;
+    let page = siplab_runner::serve_live(lab, &wire, web)
+        .await
+        .with_context(|| format!("serving the live page on {web}"))?;
+    println!("HEPv3 collector on udp:{bound} and tcp:{bound}; live page: http://{page}/");
+    siplab_node::shutdown_signal().await;
     Ok(())
 }
 

@@ -366,6 +366,69 @@ fn the_lab_in_containers() {
     let text = format!("{tag} after E1 is back");
     let ok = send(a1e, adam, alice, &text).expect("answered");
     assert_eq!(ok["status"], 200, "{ok}");
-    assert!(received(a1i, &text).is_some(), "A1i got A1e's message");
+    let got = received(a1i, &text).expect("A1i got A1e's message");
     println!("A1e -> A1i flows again");
+
+    // The collector container drew that MESSAGE from the nodes' HEP export: its live page's
+    // ladder has the request's hops through E1 and R1, each with its reason.
+    let call_id = got["call_id"].as_str().expect("a Call-ID");
+    let collector = lab.collector().expect("the lab's collector");
+    let web = collector
+        .addresses
+        .iter()
+        .find(|a| {
+            lab.network_of((**a).into())
+                .is_some_and(|n| n.name == "internet")
+        })
+        .expect("on the internet");
+    let ladder = live_ladder(&format!("{web}:{}", collector.web_port), call_id)
+        .unwrap_or_else(|| panic!("the live page at {web} has no ladder of {call_id}"));
+    // The SSE line is JSON: the SVG's quotes are escaped. A request arrow's reason is empty
+    // for the client's own first hop only.
+    let requests: Vec<&str> = ladder
+        .split(r#"class=\"arrow request"#)
+        .skip(1)
+        .map(|a| a.split_once('>').map_or(a, |(attributes, _)| attributes))
+        .collect();
+    let reasoned = requests
+        .iter()
+        .filter(|a| !a.contains(r#"data-reason=\"\""#))
+        .count();
+    assert!(
+        requests.len() >= 3 && ladder.contains("E1x") && ladder.contains("R1"),
+        "{ladder}"
+    );
+    assert!(
+        reasoned >= 2,
+        "E1's and R1's hops carry their reason: {ladder}"
+    );
+    println!(
+        "collector: the live page drew {call_id} with {} request arrows ({reasoned} with a \
+         reason) from the nodes' HEP",
+        requests.len()
+    );
+}
+
+/// The live page's SSE event of `call_id` (its JSON line), waiting up to 5 s for it.
+fn live_ladder(addr: &str, call_id: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    write!(tcp, "GET /events HTTP/1.1\r\nHost: {addr}\r\n\r\n").ok()?;
+    let (mut seen, mut buf) = (Vec::new(), [0u8; 65_536]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let wanted = format!(r#""call_id":"{call_id}""#);
+    while Instant::now() < deadline {
+        if let Ok(n) = tcp.read(&mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&seen);
+        // Whole lines only: the last read may have cut one.
+        let mut whole = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+        if let Some(line) = whole.rfind(|l| l.contains(&wanted)) {
+            return Some(line.trim_end().to_owned());
+        }
+    }
+    None
 }

@@ -113,7 +113,7 @@ async fn sngrep_receives_row_17_on_every_hop_over_hep() {
     let slot = Suite::Hep.slot(0);
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("out.pcap");
-    let target = HepTarget(collector(slot));
+    let target = HepTarget::udp(collector(slot));
     // As the issue runs it: sngrep with no interface, no UI, listening for HEP, to a pcap.
     let mut sngrep = Command::new("sngrep")
         .args(["-N", "-q", "-L", &target.to_string(), "-O"])

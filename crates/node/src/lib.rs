@@ -23,7 +23,7 @@ pub use edge::Edge;
 pub use frontend::FrontEnd;
 pub use outside::{OutsideSetup, write_baresip, write_linphone};
 pub use reach::LabReach;
-pub use server::{HEP_QUEUE, init_tracing, server_main};
+pub use server::{COUNTERS_EVERY, HEP_QUEUE, init_tracing, server_main, shutdown_signal};
 pub use start::{RunningNode, start_node};
 
 /// Why a node could not start.

@@ -27,10 +27,14 @@ pub struct ServerArgs {
     #[arg(long)]
     pub slot: Option<u8>,
     /// Export every SIP message the node receives and sends, as HEPv3, to this collector
-    /// (sngrep -L, Homer): `udp:IP:PORT`.
+    /// `udp:IP:PORT` (sngrep -L, Homer, `siplab collect`) or `tcp:IP:PORT` (Homer,
+    /// `siplab collect`; many packets per write, for less of the node's CPU).
     #[arg(long, value_name = "udp:IP:PORT")]
     pub hep: Option<HepTarget>,
 }
+
+/// How often a node logs its counters (when they changed).
+pub const COUNTERS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Messages waiting for the HEP exporter; beyond it they are dropped and counted, so a slow
 /// or dead collector never holds SIP up.
@@ -99,6 +103,7 @@ pub async fn serve(args: ServerArgs, roles: &[Role]) -> Result<(), NodeError> {
             .map_err(|e| NodeError::Hep(e.to_string()))?;
         running.capture_into(sink);
     }
+    running.log_counters(COUNTERS_EVERY);
     for (iface, addr) in &running.listening {
         info!(%iface, %addr, "listening");
     }
@@ -108,7 +113,8 @@ pub async fn serve(args: ServerArgs, roles: &[Role]) -> Result<(), NodeError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Returns at Ctrl-C or SIGTERM (`docker stop`).
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

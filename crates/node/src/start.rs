@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use siplab_proxy::{Location, OwnInterface, Policy, PresenceServer, Proxy, ProxyConfig, Reach};
+use siplab_proxy::{
+    Counters, Location, OwnInterface, Policy, PresenceServer, Proxy, ProxyConfig, Reach,
+};
 use siplab_topology::{Lab, Purpose, Role};
 use siplab_transport::{CaptureSink, Limits, Tap, Transport};
 use tracing::info;
@@ -23,6 +25,8 @@ pub struct RunningNode {
     pub presence: Arc<PresenceServer>,
     /// Its capture agent id: its place among the lab's nodes, from 1.
     pub agent: u32,
+    /// What its proxy handled and refused.
+    pub counters: Arc<Counters>,
 }
 
 impl RunningNode {
@@ -33,6 +37,34 @@ impl RunningNode {
             node: Arc::from(self.name.as_str()),
             agent: self.agent,
             sink,
+        });
+    }
+
+    /// Logs, every `every`, one line at info with the node's connections, bindings and
+    /// counters, when they changed since the last line: what an attack costs shows there,
+    /// not in one line per message.
+    pub fn log_counters(&self, every: std::time::Duration) {
+        let (name, transport) = (self.name.clone(), self.transport.clone());
+        let (location, counters) = (self.location.clone(), self.counters.clone());
+        tokio::spawn(async move {
+            let mut last = None;
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = (transport.connection_count(), location.bindings(), counters.get());
+                if last == Some(now) {
+                    continue;
+                }
+                let (connections, bindings, c) = now;
+                info!(
+                    node = %name, connections, bindings, requests = c.requests,
+                    responses = c.responses, over_rate = c.over_rate,
+                    client_busy = c.client_busy, table_full = c.table_full, unsent = c.unsent,
+                    "counters"
+                );
+                last = Some(now);
+            }
         });
     }
 
@@ -107,7 +139,7 @@ pub async fn start_node(
             pool: lab.pool_of(name).map(|p| p.fqdn.clone()),
         });
     }
-    let (location, presence) = match node.role {
+    let (location, presence, counters) = match node.role {
         Role::Frontend => {
             let role = FrontEnd::new(lab, name)?;
             let reach = LabReach::new(lab, name, role.dns_source())?;
@@ -143,6 +175,7 @@ pub async fn start_node(
         location,
         presence,
         agent: u32::try_from(place + 1).unwrap_or(u32::MAX),
+        counters,
     })
 }
 
@@ -154,8 +187,9 @@ fn run<P: Policy, R: Reach>(
     own: Vec<OwnInterface>,
     config: ProxyConfig,
     events: Vec<tokio::sync::mpsc::Receiver<siplab_transport::Event>>,
-) -> (Arc<Location>, Arc<PresenceServer>) {
+) -> (Arc<Location>, Arc<PresenceServer>, Arc<Counters>) {
     let proxy = Proxy::new(policy, reach, transport.clone(), own, config);
     proxy.spawn(events);
-    (proxy.location().clone(), proxy.presence().clone())
+    let counters = proxy.counters().clone();
+    (proxy.location().clone(), proxy.presence().clone(), counters)
 }

@@ -9,7 +9,6 @@
 //! [`Policy`] (every routing decision) and the node's [`Reach`] (how next hops are found).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +19,7 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::branch::{self, BranchMaker};
+use crate::counters::{Count, Counters};
 use crate::decision::{Action, Forward, Reply, Why};
 use crate::explain::{Outcome, Reason};
 use crate::flood::{Buckets, RateLimit};
@@ -49,8 +49,14 @@ pub struct ProxyConfig {
     /// Requests being answered at once; beyond it a new one gets 503 with Retry-After, so a
     /// flood (or next hops that never answer) cannot grow the transaction table without end.
     pub max_transactions: usize,
+    /// Requests being answered at once for one client identity (a user's certificate, over
+    /// all its connections); beyond it, 503 with Retry-After.
+    pub max_client_transactions: usize,
     /// Requests per client identity (user certificate); beyond it, 503 with Retry-After.
     pub rate: RateLimit,
+    /// Requests per address clients connect from (all their certificates); beyond it, 503
+    /// with Retry-After.
+    pub rate_per_source: RateLimit,
 }
 
 impl Default for ProxyConfig {
@@ -62,7 +68,9 @@ impl Default for ProxyConfig {
             timer_h: Duration::from_secs(32),
             expiry: ExpiryBounds::default(),
             max_transactions: 100_000,
+            max_client_transactions: 1_000,
             rate: RateLimit::default(),
+            rate_per_source: RateLimit::per_source(),
         }
     }
 }
@@ -71,6 +79,8 @@ impl Default for ProxyConfig {
 static UNSENT: Repeated = Repeated::new();
 /// Requests over a client's rate.
 static FLOODED: Repeated = Repeated::new();
+/// Requests of a client with too many in progress.
+static BUSY: Repeated = Repeated::new();
 
 /// A node's proxy: one per node, shared by its workers.
 pub struct Proxy<P: Policy, R: Reach> {
@@ -85,10 +95,11 @@ pub struct Proxy<P: Policy, R: Reach> {
     /// Asks the notifier task for a pass over the subscriptions; requests made while one
     /// is pending or running fold into one pass.
     notify_wanted: Arc<Notify>,
-    /// Sends without a transaction that failed (see [`Proxy::unsent`]).
-    unsent: AtomicU64,
-    /// Each client identity's requests.
+    /// What it handled and refused (sends that failed among them).
+    counters: Arc<Counters>,
+    /// Each client identity's requests, and each client source address's.
     flood: Buckets,
+    flood_source: Buckets,
 }
 
 impl<P: Policy, R: Reach> Proxy<P, R> {
@@ -105,6 +116,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             timer_c: config.timer_c,
             timer_h: config.timer_h,
             max: config.max_transactions,
+            per_client: config.max_client_transactions,
         };
         Arc::new(Proxy {
             policy,
@@ -119,8 +131,9 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             branches: BranchMaker::default(),
             timers,
             notify_wanted: Arc::default(),
-            unsent: AtomicU64::new(0),
+            counters: Arc::default(),
             flood: Buckets::new(config.rate),
+            flood_source: Buckets::new(config.rate_per_source),
         })
     }
 
@@ -228,7 +241,18 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
         }
     }
 
+    /// Why a client's request is over its rate (its identity's, or its source address's),
+    /// or `None` when it is within both.
+    fn over_rate(&self, aor: &str, conn: &ConnInfo) -> Option<String> {
+        if !self.flood.admit(aor) {
+            return Some(format!("too many requests from {aor}"));
+        }
+        let source = conn.peer.ip();
+        (!self.flood_source.admit(source)).then(|| format!("too many requests from {source}"))
+    }
+
     async fn on_request(self: &Arc<Self>, mut msg: Message, conn: Arc<ConnInfo>) {
+        self.counters.add(Count::Request);
         let checked = match msg.validate() {
             Ok(c) => c,
             Err(e) => {
@@ -260,9 +284,19 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
                 return;
             }
             Arrival::Full => {
+                self.counters.add(Count::TableFull);
                 warn!(limit = self.txns.max(), "transaction table full");
                 let reply = Reply::because(503, "too many transactions in progress")
                     .with(HeaderName::new("Retry-After"), "5");
+                return self.send_direct(&conn, reply_message(&msg, &reply)).await;
+            }
+            Arrival::ClientBusy => {
+                self.counters.add(Count::ClientBusy);
+                if let Some(repeated) = BUSY.due() {
+                    warn!(peer = %conn.identity.describe(), repeated, "one client's requests in progress at their bound: 503");
+                }
+                let reply = Reply::because(503, "too many of your requests in progress")
+                    .with(HeaderName::new("Retry-After"), "1");
                 return self.send_direct(&conn, reply_message(&msg, &reply)).await;
             }
         }
@@ -270,13 +304,13 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
         let is_ack = method == Method::Ack;
         if !is_ack
             && let Some(aor) = conn.identity.sip_aor()
-            && !self.flood.admit(aor)
+            && let Some(over) = self.over_rate(aor, &conn)
         {
+            self.counters.add(Count::OverRate);
             if let Some(repeated) = FLOODED.due() {
-                warn!(%aor, repeated, "request rate of one client exceeded: 503");
+                warn!(%aor, source = %conn.peer.ip(), repeated, "request rate of one client exceeded: 503");
             }
-            let reply = Reply::because(503, format!("too many requests from {aor}"))
-                .with(HeaderName::new("Retry-After"), "1");
+            let reply = Reply::because(503, over).with(HeaderName::new("Retry-After"), "1");
             return self.reply(&key, reply).await;
         }
         if method == Method::Invite {
@@ -607,6 +641,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
     }
 
     async fn on_response(self: &Arc<Self>, mut msg: Message, conn: Arc<ConnInfo>) {
+        self.counters.add(Count::Response);
         let checked = match msg.validate_response() {
             Ok(c) => c,
             Err(e) => return warn!(error = %e, "invalid response; dropped"),
@@ -686,7 +721,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             Ok(_) => {}
             // The client hung up before its answer came (a sign-out that does not wait).
             Err(e @ TransportError::FlowGone(_)) => {
-                let unsent = self.unsent.fetch_add(1, Ordering::Relaxed) + 1;
+                let unsent = self.counters.add(Count::Unsent);
                 debug!(error = %e, code, unsent, "response not sent: the connection is gone");
             }
             Err(e) => {
@@ -705,7 +740,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
     /// logged (the peer's connection is gone: nothing else can be done with it).
     async fn send_on(&self, flow: FlowToken, bytes: Bytes, what: &'static str) {
         if let Err(e) = self.transport.send(&Destination::Flow(flow), bytes).await {
-            let unsent = self.unsent.fetch_add(1, Ordering::Relaxed) + 1;
+            let unsent = self.counters.add(Count::Unsent);
             debug!(error = %e, what, unsent, "not sent");
         }
     }
@@ -713,7 +748,12 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
     /// How many answers, ACKs and CANCELs could not be sent because their connection was gone
     /// (responses through a transaction included).
     pub fn unsent(&self) -> u64 {
-        self.unsent.load(Ordering::Relaxed)
+        self.counters.get().unsent
+    }
+
+    /// What it handled and refused so far, shared (for a node's summary line).
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
     }
 }
 

@@ -4,7 +4,8 @@
 //! requests go, and why.
 //!
 //! The files, lowest first (each uses only those above it):
-//! - `timers`, `branch`: deadlines without a task each; branches that carry the loop hash.
+//! - `timers`, `branch`: deadlines without a task each; branches that carry the loop hash;
+//!   `counters`: what a proxy handled and refused, for a node's summary line.
 //! - `decision`: what a role decides ([`Decision`], [`Why`], [`Forward`], [`Reply`]).
 //! - `explain`: a hop's reason in words, for traces and captures; `flood`: requests per
 //!   client identity (a token bucket each).
@@ -17,6 +18,7 @@
 
 mod branch;
 mod core;
+mod counters;
 mod decision;
 mod explain;
 mod flood;
@@ -31,6 +33,7 @@ mod transaction;
 mod trust;
 
 pub use crate::core::{Proxy, ProxyConfig, loop_hash};
+pub use counters::{Counted, Counters};
 pub use decision::{
     Action, Decision, Forward, NOT_SIP_URI, NextHop, REGISTER_TO_NOT_SIP, Reply, Subject, Why,
 };

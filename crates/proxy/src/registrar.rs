@@ -408,6 +408,11 @@ impl Location {
         }
     }
 
+    /// Bindings held (expired ones not yet swept included).
+    pub fn bindings(&self) -> usize {
+        self.lock().aors.values().map(|e| e.bindings.len()).sum()
+    }
+
     /// Drops expired bindings and the index entries that no longer lead to one; returns how
     /// many bindings remain.
     pub fn sweep(&self) -> usize {

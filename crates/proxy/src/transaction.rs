@@ -30,12 +30,18 @@ pub(crate) struct Limits {
     pub timer_h: Duration,
     /// Server transactions at once.
     pub max: usize,
+    /// Server transactions at once of one client identity (a user's certificate), over all
+    /// its connections: a client that sends faster than it is answered waits, the others
+    /// do not.
+    pub per_client: usize,
 }
 
 /// A request being answered here: where the answer goes and what was sent already.
 struct ServerTxn {
     request: Message,
     conn: Arc<ConnInfo>,
+    /// The client identity it counts against, when it came from a client.
+    client: Option<Arc<str>>,
     final_code: Option<u16>,
     last: Option<Bytes>,
     client_branch: Option<String>,
@@ -69,6 +75,8 @@ pub(crate) enum Arrival {
     AckAbsorbed,
     /// The table is full: the request gets 503.
     Full,
+    /// This client has `per_client` requests in progress already: 503.
+    ClientBusy,
 }
 
 /// What a response does to the client transactions.
@@ -93,8 +101,39 @@ pub(crate) enum CancelMatch {
     Found(Option<Derived>),
 }
 
+/// The server transactions, and how many of them each client identity has.
+#[derive(Default)]
+struct Servers {
+    txns: HashMap<String, ServerTxn>,
+    per_client: HashMap<Arc<str>, usize>,
+}
+
+impl Servers {
+    fn get(&self, key: &str) -> Option<&ServerTxn> {
+        self.txns.get(key)
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut ServerTxn> {
+        self.txns.get_mut(key)
+    }
+
+    /// Ends a server transaction, and its count against its client.
+    fn remove(&mut self, key: &str) -> Option<ServerTxn> {
+        let t = self.txns.remove(key)?;
+        if let Some(client) = &t.client
+            && let Some(n) = self.per_client.get_mut(client)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.per_client.remove(client);
+            }
+        }
+        Some(t)
+    }
+}
+
 pub(crate) struct Transactions {
-    servers: Mutex<HashMap<String, ServerTxn>>,
+    servers: Mutex<Servers>,
     clients: Mutex<HashMap<String, ClientTxn>>,
     timers: Arc<Timers>,
     limits: Limits,
@@ -107,7 +146,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Transactions {
     pub fn new(limits: Limits, timers: Arc<Timers>) -> Transactions {
         Transactions {
-            servers: Mutex::new(HashMap::new()),
+            servers: Mutex::default(),
             clients: Mutex::new(HashMap::new()),
             timers,
             limits,
@@ -143,14 +182,23 @@ impl Transactions {
         if let Some(t) = servers.get(key) {
             return Arrival::Retransmission(t.last.clone().map(|last| (t.conn.flow, last)));
         }
-        if servers.len() >= self.limits.max {
+        if servers.txns.len() >= self.limits.max {
             return Arrival::Full;
         }
-        servers.insert(
+        let client = conn.identity.sip_aor().map(Arc::<str>::from);
+        if let Some(client) = &client {
+            let n = servers.per_client.entry(client.clone()).or_default();
+            if *n >= self.limits.per_client {
+                return Arrival::ClientBusy;
+            }
+            *n += 1;
+        }
+        servers.txns.insert(
             key.to_owned(),
             ServerTxn {
                 request: msg.clone(),
                 conn: conn.clone(),
+                client,
                 final_code: None,
                 last: None,
                 client_branch: None,
@@ -412,6 +460,7 @@ mod tests {
             timer_c: C,
             timer_h: H,
             max,
+            per_client: 2,
         };
         Transactions::new(limits, Arc::default())
     }
@@ -455,6 +504,43 @@ mod tests {
         // Reliable transport: the transaction ends with its final answer (Timer J is 0).
         assert_eq!(t.answer(&key, 200, &ok), None);
         assert!(matches!(arrive(&t, &msg, &alice), Arrival::New));
+    }
+
+    #[test]
+    fn a_client_has_a_bound_of_its_own_on_requests_in_progress() {
+        let t = table(10);
+        let addr: std::net::SocketAddr = "127.0.0.1:5061".parse().unwrap();
+        let user = |id: u64| {
+            Arc::new(ConnInfo {
+                id,
+                flow: FlowToken::parse("1x1").unwrap(),
+                interface: Arc::from("E1x"),
+                local: addr,
+                peer: addr,
+                identity: siplab_transport::PeerIdentity {
+                    uris: vec!["sip:alice@contoso.test".into()],
+                    ..Default::default()
+                },
+                inbound: true,
+            })
+        };
+        let (first, second) = (user(1), user(2));
+        let msgs: Vec<Message> = (0..4)
+            .map(|i| request("MESSAGE", &format!("c{i}")))
+            .collect();
+        assert!(matches!(arrive(&t, &msgs[0], &first), Arrival::New));
+        assert!(matches!(arrive(&t, &msgs[1], &second), Arrival::New));
+        // Over both of alice's connections.
+        assert!(matches!(arrive(&t, &msgs[2], &first), Arrival::ClientBusy));
+        // A server's connection (many users' requests) is not counted per client.
+        let server = conn("1x2", "edge.contoso.test");
+        assert!(matches!(arrive(&t, &msgs[2], &server), Arrival::New));
+        let ok = Bytes::from_static(b"SIP/2.0 200 OK");
+        t.answer(&key_of(&msgs[0]), 200, &ok);
+        assert!(
+            matches!(arrive(&t, &msgs[3], &first), Arrival::New),
+            "one ended"
+        );
     }
 
     #[test]

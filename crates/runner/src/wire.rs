@@ -1,12 +1,15 @@
-//! What the lab's nodes capture, collected in this process: kept (bounded) for the report,
-//! handed live to the web page's watchers, and, when asked, exported as HEPv3 too. The
+//! What the lab's nodes capture, collected in this process (or received from nodes in other
+//! processes as HEPv3): kept (bounded) for the report, handed live to the web page's
+//! watchers, and, when asked, exported as HEPv3 too. The
 //! nodes capture into one sink; when this collector falls behind, the sink drops and counts
 //! (SIP never waits for it).
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use siplab_transport::hep::{HepSender, HepTarget};
+use siplab_topology::Lab;
+use siplab_transport::hep::{self, HepSender, HepTarget};
 use siplab_transport::{CaptureSink, Captured};
 use tokio::sync::broadcast;
 
@@ -32,7 +35,41 @@ impl Wire {
         hep: Option<HepTarget>,
         keep: usize,
     ) -> std::io::Result<Wire> {
-        let hep = match hep {
+        let wire = Wire::new(hep, keep).await?;
+        for node in nodes {
+            node.capture_into(wire.sink.clone());
+        }
+        Ok(wire)
+    }
+
+    /// A collector of nodes in other processes: what they export as HEPv3 to `addr` (UDP or
+    /// TCP), the capturing node named after `lab`'s node of its agent id. Keeps the latest
+    /// `keep` messages; returns the bound address too.
+    pub async fn collect(
+        lab: &Lab,
+        addr: SocketAddr,
+        keep: usize,
+    ) -> std::io::Result<(Wire, SocketAddr)> {
+        let wire = Wire::new(None, keep).await?;
+        let names: Vec<Arc<str>> = lab
+            .nodes()
+            .iter()
+            .map(|n| Arc::from(n.name.as_str()))
+            .collect();
+        // Agent ids are a node's place among the lab's nodes, from 1 (siplab_node::start).
+        let name = move |agent: u32| {
+            let place = usize::try_from(agent).ok().and_then(|a| a.checked_sub(1));
+            match place.and_then(|p| names.get(p)) {
+                Some(name) => name.clone(),
+                None => Arc::from(format!("agent {agent}")),
+            }
+        };
+        let bound = hep::listen(addr, wire.sink.clone(), Arc::new(name)).await?;
+        Ok((wire, bound))
+    }
+
+    async fn new(hep: Option<HepTarget>, keep: usize) -> std::io::Result<Wire> {
+        let mut hep = match hep {
             Some(target) => Some(HepSender::bind(target).await?),
             None => None,
         };
@@ -42,7 +79,7 @@ impl Wire {
             kept: Arc::default(),
             keep,
             live,
-            sink: sink.clone(),
+            sink,
         };
         let collector = wire.clone();
         tokio::spawn(async move {
@@ -52,17 +89,14 @@ impl Wire {
                 while let Ok(ev) = rx.try_recv() {
                     batch.push(ev);
                 }
-                if let Some(hep) = &hep {
-                    hep.send(&batch);
+                if let Some(hep) = &mut hep {
+                    hep.send(&batch).await;
                 }
                 for ev in batch.drain(..) {
                     collector.keep(ev);
                 }
             }
         });
-        for node in nodes {
-            node.capture_into(sink.clone());
-        }
         Ok(wire)
     }
 

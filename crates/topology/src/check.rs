@@ -136,6 +136,18 @@ fn addresses(lab: &Lab) -> Result<(), TopologyError> {
             claim(nat, entry)?;
         }
     }
+    for (i, &address) in lab.collector.iter().flat_map(|c| &c.addresses).enumerate() {
+        let entry = "the collector".to_owned();
+        let net = lab.network_of(address.into()).ok_or_else(|| {
+            TopologyError::invalid(&entry, format!("address {address} is in no network"))
+        })?;
+        let same = lab.collector.iter().flat_map(|c| &c.addresses).take(i);
+        if same.clone().any(|a| net.subnet.contains(*a)) {
+            let problem = format!("a second address on network {:?}", net.name);
+            return Err(TopologyError::invalid(&entry, problem));
+        }
+        claim(address, entry)?;
+    }
     Ok(())
 }
 
@@ -667,6 +679,27 @@ mod tests {
             broken(r#"address = "203.0.113.11""#, r#"address = "10.9.9.9""#),
             r#"node "E1" interface "E1x": address 10.9.9.9 is outside network "internet" (203.0.113.0/24)"#
         );
+    }
+
+    #[test]
+    fn the_collector_has_one_free_address_on_each_network_it_joins() {
+        let addresses =
+            r#"addresses = ["10.10.1.250", "10.10.2.250", "203.0.113.250", "10.100.0.250"]"#;
+        assert_eq!(
+            broken(addresses, r#"addresses = ["10.10.1.250", "10.10.1.251"]"#),
+            r#"the collector: a second address on network "contoso-lan""#
+        );
+        assert_eq!(
+            broken(addresses, r#"addresses = ["10.9.9.9"]"#),
+            "the collector: address 10.9.9.9 is in no network"
+        );
+        assert_eq!(
+            broken(addresses, r#"addresses = ["10.10.1.10"]"#),
+            r#"the collector: address 10.10.1.10 is also used by node "R1" interface "R1""#
+        );
+        let lab = Lab::reference().unwrap();
+        let local = lab.localized(3).collector().unwrap().addresses.clone();
+        assert_eq!(local[0], std::net::Ipv4Addr::new(127, 1, 3, 250));
     }
 
     #[test]

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use crate::error::TopologyError;
 use crate::lab::Lab;
 use crate::model::{
-    ClientPlace, CloudRedirect, DnsView, Domain, Hop, Interface, Network, Node, Path, Pool, Ports,
-    Record, RecordData, Role, User,
+    ClientPlace, CloudRedirect, Collector, DnsView, Domain, Hop, Interface, Network, Node, Path,
+    Pool, Ports, Record, RecordData, Role, User,
 };
 use crate::names::{InterfaceName, NodeName, Placement};
 
@@ -31,6 +31,7 @@ pub(crate) struct LabFile {
     /// TOML keys are strings; they are parsed as port numbers in [`local_ports`].
     local_ports: BTreeMap<String, u16>,
     path: Vec<PathEntry>,
+    collector: Option<Collector>,
 }
 
 #[derive(Deserialize)]
@@ -178,6 +179,7 @@ impl LabFile {
             views: views(self.record_set, self.dns_view)?,
             local_ports: local_ports(self.local_ports)?,
             paths: self.path.into_iter().map(path).collect::<Result<_, _>>()?,
+            collector: self.collector,
         })
     }
 }

@@ -7,8 +7,8 @@ use crate::check;
 use crate::error::TopologyError;
 use crate::file::LabFile;
 use crate::model::{
-    ClientPlace, CloudRedirect, DnsView, Domain, Federation, Identity, Interface, Network, Node,
-    Path, Pool, RecordData, User,
+    ClientPlace, CloudRedirect, Collector, DnsView, Domain, Federation, Identity, Interface,
+    Network, Node, Path, Pool, RecordData, User,
 };
 use crate::names::{At, Placement};
 
@@ -36,6 +36,7 @@ pub struct Lab {
     pub(crate) paths: Vec<Path>,
     /// Privileged port -> the port the single-process profile uses instead.
     pub(crate) local_ports: BTreeMap<u16, u16>,
+    pub(crate) collector: Option<Collector>,
 }
 
 impl Lab {
@@ -87,6 +88,9 @@ impl Lab {
             interface.address = address(interface.address);
             interface.ports = interface.ports.map(port);
         }
+        if let Some(collector) = &mut lab.collector {
+            collector.addresses = collector.addresses.iter().map(|a| address(*a)).collect();
+        }
         for place in &mut lab.places {
             place.address = address(place.address);
             place.nat = place.nat.map(address);
@@ -104,6 +108,11 @@ impl Lab {
             }
         }
         lab
+    }
+
+    /// The lab's own HEP collector, when the lab file has one.
+    pub fn collector(&self) -> Option<&Collector> {
+        self.collector.as_ref()
     }
 
     /// `None` for the container profile, the slot for a single-process one.

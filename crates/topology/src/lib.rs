@@ -21,8 +21,8 @@ mod subnet;
 pub use error::TopologyError;
 pub use lab::Lab;
 pub use model::{
-    ClientPlace, CloudRedirect, DnsView, Domain, Federation, Hop, Identity, Interface, Network,
-    Node, Path, Pool, Ports, Purpose, Record, RecordData, Role, User,
+    ClientPlace, CloudRedirect, Collector, DnsView, Domain, Federation, Hop, Identity, Interface,
+    Network, Node, Path, Pool, Ports, Purpose, Record, RecordData, Role, User,
 };
 pub use names::{At, InterfaceName, NodeName, Placement, UserClass};
 pub use subnet::Subnet;

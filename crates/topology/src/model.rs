@@ -9,6 +9,28 @@ use serde::Deserialize;
 use crate::names::{InterfaceName, NodeName, Placement, UserClass};
 use crate::subnet::Subnet;
 
+/// The lab's own HEP collector in the containers (`siplab collect`, not a node of the
+/// reference): every node exports what it sends and receives to the collector's address on
+/// the node's own network, and the collector serves the live page. It sits on each network
+/// with one address and forwards nothing, so the networks stay apart.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Collector {
+    /// Where HEPv3 arrives (UDP and TCP).
+    pub hep_port: u16,
+    /// Where the live page is served (HTTP).
+    pub web_port: u16,
+    /// One address on each network it joins.
+    pub addresses: Vec<Ipv4Addr>,
+}
+
+impl Collector {
+    /// Its address on the network `subnet`.
+    pub fn address_in(&self, subnet: &Subnet) -> Option<Ipv4Addr> {
+        self.addresses.iter().copied().find(|a| subnet.contains(*a))
+    }
+}
+
 /// A network of section 2.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
