@@ -162,12 +162,17 @@ async fn a_binding_whose_flow_died_goes_with_the_edge_s_430() {
         .send_message("alice@contoso.test", "are you there?")
         .await
         .unwrap();
-    assert_eq!(
-        first.status, 430,
-        "E1 has no flow for her: {} {}",
-        first.status, first.reason
+    // E1 has no flow for her and answers R1 430; R1 drops the binding and tells adam 480.
+    assert_eq!(first.status, 480, "{} {}", first.status, first.reason);
+    let warning = first
+        .response
+        .headers
+        .value(&siplab_sip::HeaderName::new("Warning"));
+    assert!(
+        warning.is_some_and(|w| String::from_utf8_lossy(w).contains("binding dropped")),
+        "{warning:?}"
     );
-    // R1 dropped the binding with the 430: she is not signed in now, and says so.
+    // The binding is gone: she is not signed in now, and R1 says so.
     let second = adam
         .send_message("alice@contoso.test", "hello?")
         .await

@@ -16,7 +16,7 @@ use siplab_sip::{Checked, HeaderName, Message, Method, NameAddr, Via};
 use siplab_transport::quiet::Repeated;
 use siplab_transport::{ConnInfo, Destination, Event, FlowToken, Transport, TransportError};
 use tokio::sync::{Notify, mpsc};
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::branch::{self, BranchMaker};
 use crate::counters::{Count, Counters};
@@ -32,6 +32,7 @@ use crate::reply::reply_message;
 use crate::timers::Timers;
 use crate::transaction::{self, Arrival, CancelMatch, Limits, Matched, ORIGINATED, Transactions};
 use crate::trust;
+use crate::upstream::Upstream;
 
 /// Timers and bounds.
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +101,8 @@ pub struct Proxy<P: Policy, R: Reach> {
     /// Each client identity's requests, and each client source address's.
     flood: Buckets,
     flood_source: Buckets,
+    /// Which client flows signed in through which connection to a registrar.
+    upstream: Upstream,
 }
 
 impl<P: Policy, R: Reach> Proxy<P, R> {
@@ -134,6 +137,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             counters: Arc::default(),
             flood: Buckets::new(config.rate),
             flood_source: Buckets::new(config.rate_per_source),
+            upstream: Upstream::default(),
         })
     }
 
@@ -164,13 +168,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
                 while let Some(event) = events.recv().await {
                     match event {
                         Event::Message { msg, conn } => proxy.handle(msg, conn).await,
-                        Event::Closed { conn } => {
-                            if conn.inbound {
-                                proxy.home.location.remove_flow(&conn.flow);
-                                // Users whose last binding went are offline now.
-                                proxy.notify_soon();
-                            }
-                        }
+                        Event::Closed { conn } => proxy.on_closed(&conn),
                     }
                 }
             });
@@ -238,6 +236,27 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
                 from = %conn.peer
             );
             self.on_response(msg, conn).instrument(span).await;
+        }
+    }
+
+    /// A connection is gone: its bindings go, and so do the client flows that signed in
+    /// through it ([`Upstream`]), so that their clients sign in again now.
+    fn on_closed(&self, conn: &ConnInfo) {
+        if conn.inbound {
+            self.home.location.remove_flow(&conn.flow);
+            // Users whose last binding went are offline now.
+            self.notify_soon();
+        }
+        let clients = self.upstream.closed(conn.id, &conn.flow);
+        if !clients.is_empty() {
+            info!(
+                clients = clients.len(),
+                peer = %conn.identity.describe(),
+                "connection to the registrar gone: closing the flows of the clients who signed in through it"
+            );
+        }
+        for flow in clients {
+            self.transport.close(&flow);
         }
     }
 
@@ -682,6 +701,12 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
         {
             debug!(%contact, "binding dropped: its flow failed");
             self.notify_soon();
+            // The 430 was this hop's business (RFC 5626 section 5.3): upstream, the user is
+            // not reachable now, which is 480 (a request of our own just ends here).
+            if !key.starts_with(ORIGINATED) {
+                let gone = "the user's connection through its edge is gone: binding dropped";
+                return self.reply(&key, Reply::because(480, gone)).await;
+            }
         }
         if let Some(call_id) = key.strip_prefix(ORIGINATED) {
             // The answer to a request of our own: a watcher that is gone ends its subscription.
@@ -689,6 +714,13 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
                 self.home.presence.drop_dialog(call_id);
             }
             return debug!(code, "answer to our NOTIFY");
+        }
+        if checked.cseq.method == Method::Register
+            && (200..300).contains(&code)
+            && let Some(client) = self.txns.server_conn(&key)
+            && client.identity.sip_aor().is_some()
+        {
+            self.upstream.registered(client.flow, conn.id);
         }
         msg.headers.remove_first_value(&HeaderName::Via);
         debug!(code, "relaying response");

@@ -13,7 +13,8 @@
 //!   presence state; `trust`: section 7's rules (RFC 3325).
 //! - `policy`: what a role is told ([`Inbound`]) and how a node reaches hosts ([`Reach`]).
 //! - `transaction`: the tables, keys and timers of section 17; `forward`: Route handling
-//!   and the header edits of forwarding; `home`: registrar and presence glue.
+//!   and the header edits of forwarding; `home`: registrar and presence glue; `upstream`:
+//!   which client flows signed in through which registrar connection.
 //! - `core`: the pipeline, which runs them all.
 
 mod branch;
@@ -31,6 +32,7 @@ mod reply;
 mod timers;
 mod transaction;
 mod trust;
+mod upstream;
 
 pub use crate::core::{Proxy, ProxyConfig, loop_hash};
 pub use counters::{Counted, Counters};

@@ -208,6 +208,11 @@ impl Transactions {
         Arrival::New
     }
 
+    /// The connection server transaction `key`'s request came on.
+    pub fn server_conn(&self, key: &str) -> Option<Arc<ConnInfo>> {
+        lock(&self.servers).get(key).map(|t| t.conn.clone())
+    }
+
     /// The response `reply` makes to the request of server transaction `key`, built from
     /// the stored request in place (no copy of it is needed).
     pub fn response_for(&self, key: &str, reply: &Reply) -> Option<Message> {

@@ -392,6 +392,18 @@ impl Transport {
             .map(|c| c.info.clone())
     }
 
+    /// Closes the connection behind `flow`, if it still lives; pending writes are flushed
+    /// first.
+    pub fn close(&self, flow: &FlowToken) {
+        let table = lock(&self.inner.table);
+        if let Some(conn) = table.conns.get(&flow.conn_id())
+            && conn.info.flow == *flow
+        {
+            // Its reader ends, takes it out of the table and hands up `Event::Closed`.
+            conn.close.notify_one();
+        }
+    }
+
     /// Closes every connection (the node is going away); pending writes are flushed first.
     pub fn close_all(&self) {
         let mut table = lock(&self.inner.table);
