@@ -8,7 +8,7 @@ use std::sync::Arc;
 use siplab_proxy::{
     Counters, Location, OwnInterface, Policy, PresenceServer, Proxy, ProxyConfig, Reach,
 };
-use siplab_topology::{Lab, Purpose, Role};
+use siplab_topology::{Lab, NodeLimits, Purpose, Role};
 use siplab_transport::{CaptureSink, Limits, Tap, Transport};
 use tracing::info;
 
@@ -52,7 +52,11 @@ impl RunningNode {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let now = (transport.connection_count(), location.bindings(), counters.get());
+                let now = (
+                    transport.connection_count(),
+                    location.bindings(),
+                    counters.get(),
+                );
                 if last == Some(now) {
                     continue;
                 }
@@ -79,12 +83,14 @@ pub async fn start_node(
     lab: &Lab,
     name: &str,
     certs: &Certs,
-    config: ProxyConfig,
+    mut config: ProxyConfig,
 ) -> Result<RunningNode, NodeError> {
     let node = lab
         .node(name)
         .ok_or_else(|| NodeError::UnknownNode(name.to_owned()))?;
-    let (transport, events) = Transport::with_lanes(Limits::default(), config.workers);
+    let mut limits = Limits::default();
+    apply_limits(&node.limits, &mut limits, &mut config);
+    let (transport, events) = Transport::with_lanes(limits, config.workers);
     let mut own = Vec::new();
     let mut listening = Vec::new();
     let identities = lab.node_identities();
@@ -177,6 +183,49 @@ pub async fn start_node(
         agent: u32::try_from(place + 1).unwrap_or(u32::MAX),
         counters,
     })
+}
+
+/// The lab file's limits for a node over the programs' defaults (and over what the caller
+/// chose): only what the file sets changes.
+fn apply_limits(set: &NodeLimits, t: &mut Limits, c: &mut ProxyConfig) {
+    let secs = std::time::Duration::from_secs;
+    let rate = |n: u32| f64::from(n);
+    if let Some(n) = set.max_connections {
+        t.max_connections = n;
+    }
+    if let Some(n) = set.max_pending_per_source {
+        t.max_pending_per_source = n;
+    }
+    if let Some(s) = set.handshake_timeout_s {
+        t.handshake_timeout = secs(s);
+    }
+    if let Some(s) = set.message_read_timeout_s {
+        t.message_read_timeout = secs(s);
+    }
+    if let Some(s) = set.first_message_timeout_s {
+        t.first_message_timeout = secs(s);
+    }
+    if let Some(s) = set.idle_timeout_s {
+        t.idle_timeout = secs(s);
+    }
+    if let Some(n) = set.max_transactions {
+        c.max_transactions = n;
+    }
+    if let Some(n) = set.max_client_transactions {
+        c.max_client_transactions = n;
+    }
+    if let Some(n) = set.client_rate {
+        c.rate.per_second = rate(n);
+    }
+    if let Some(n) = set.client_burst {
+        c.rate.burst = rate(n);
+    }
+    if let Some(n) = set.source_rate {
+        c.rate_per_source.per_second = rate(n);
+    }
+    if let Some(n) = set.source_burst {
+        c.rate_per_source.burst = rate(n);
+    }
 }
 
 /// Starts the proxy core with a role's policy; returns its location and presence services.

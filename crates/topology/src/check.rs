@@ -682,6 +682,36 @@ mod tests {
     }
 
     #[test]
+    fn a_node_s_limits_are_the_lab_s_with_its_own_over_them() {
+        let text = REFERENCE_TOML
+            .replacen(
+                "[limits]\n",
+                "[limits]\nclient_rate = 5\nidle_timeout_s = 60\n",
+                1,
+            )
+            .replacen(
+                "name = \"E1\"\n",
+                "name = \"E1\"\nlimits = { client_rate = 7 }\n",
+                1,
+            );
+        let lab = Lab::from_toml_str(&text).unwrap();
+        let (e1, r1) = (
+            &lab.node("E1").unwrap().limits,
+            &lab.node("R1").unwrap().limits,
+        );
+        assert_eq!((e1.client_rate, e1.idle_timeout_s), (Some(7), Some(60)));
+        assert_eq!((r1.client_rate, r1.idle_timeout_s), (Some(5), Some(60)));
+        assert_eq!(r1.max_connections, None, "unset: the program's default");
+        assert!(
+            Lab::reference()
+                .unwrap()
+                .nodes()
+                .iter()
+                .all(|n| n.limits == Default::default())
+        );
+    }
+
+    #[test]
     fn the_collector_has_one_free_address_on_each_network_it_joins() {
         let addresses =
             r#"addresses = ["10.10.1.250", "10.10.2.250", "203.0.113.250", "10.100.0.250"]"#;

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use crate::error::TopologyError;
 use crate::lab::Lab;
 use crate::model::{
-    ClientPlace, CloudRedirect, Collector, DnsView, Domain, Hop, Interface, Network, Node, Path,
-    Pool, Ports, Record, RecordData, Role, User,
+    ClientPlace, CloudRedirect, Collector, DnsView, Domain, Hop, Interface, Network, Node,
+    NodeLimits, Path, Pool, Ports, Record, RecordData, Role, User,
 };
 use crate::names::{InterfaceName, NodeName, Placement};
 
@@ -32,6 +32,8 @@ pub(crate) struct LabFile {
     local_ports: BTreeMap<String, u16>,
     path: Vec<PathEntry>,
     collector: Option<Collector>,
+    #[serde(default)]
+    limits: NodeLimits,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +45,8 @@ struct NodeEntry {
     edge: Option<NodeName>,
     frontend: Option<NodeName>,
     cloud_redirect: Option<CloudRedirect>,
+    #[serde(default)]
+    limits: NodeLimits,
     interface: Vec<InterfaceEntry>,
 }
 
@@ -149,6 +153,7 @@ impl LabFile {
                 edge: node.edge,
                 frontend: node.frontend,
                 cloud_redirect: node.cloud_redirect,
+                limits: self.limits.with(&node.limits),
             });
             interfaces.extend(node.interface.into_iter().map(|i| Interface {
                 name: i.name,

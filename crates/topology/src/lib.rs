@@ -22,7 +22,7 @@ pub use error::TopologyError;
 pub use lab::Lab;
 pub use model::{
     ClientPlace, CloudRedirect, Collector, DnsView, Domain, Federation, Hop, Identity, Interface,
-    Network, Node, Path, Pool, Ports, Purpose, Record, RecordData, Role, User,
+    Network, Node, NodeLimits, Path, Pool, Ports, Purpose, Record, RecordData, Role, User,
 };
 pub use names::{At, InterfaceName, NodeName, Placement, UserClass};
 pub use subnet::Subnet;

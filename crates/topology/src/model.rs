@@ -183,6 +183,60 @@ pub struct Node {
     pub cloud_redirect: Option<CloudRedirect>,
     /// In the order lab.toml lists them.
     pub interfaces: Vec<InterfaceName>,
+    /// Its limits on what comes from outside: the lab's `[limits]`, then its own.
+    pub limits: NodeLimits,
+}
+
+/// Limits on what comes from outside, as the lab file sets them: the top-level `[limits]`
+/// for every node, a node's `limits = { ... }` over that. What neither sets keeps the
+/// programs' default (`siplab_transport::Limits`, `siplab_proxy::ProxyConfig`), far above
+/// what a lab on one machine sends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeLimits {
+    /// Connections open at once, inbound and outbound together.
+    pub max_connections: Option<usize>,
+    /// Inbound connections from one address with their TLS handshake under way.
+    pub max_pending_per_source: Option<usize>,
+    /// Seconds a TLS handshake may take.
+    pub handshake_timeout_s: Option<u64>,
+    /// Seconds a begun message may take to arrive whole.
+    pub message_read_timeout_s: Option<u64>,
+    /// Seconds an inbound connection may take to send its first message.
+    pub first_message_timeout_s: Option<u64>,
+    /// Seconds a connection may carry nothing before it is closed.
+    pub idle_timeout_s: Option<u64>,
+    /// Requests being answered at once, and at once for one client identity.
+    pub max_transactions: Option<usize>,
+    pub max_client_transactions: Option<usize>,
+    /// Requests a second (and at once) of one client identity, and of one source address.
+    pub client_rate: Option<u32>,
+    pub client_burst: Option<u32>,
+    pub source_rate: Option<u32>,
+    pub source_burst: Option<u32>,
+}
+
+impl NodeLimits {
+    /// These, with `over`'s wherever it sets one.
+    pub fn with(&self, over: &NodeLimits) -> NodeLimits {
+        macro_rules! pick {
+            ($($f:ident),*) => { NodeLimits { $($f: over.$f.or(self.$f)),* } };
+        }
+        pick!(
+            max_connections,
+            max_pending_per_source,
+            handshake_timeout_s,
+            message_read_timeout_s,
+            first_message_timeout_s,
+            idle_timeout_s,
+            max_transactions,
+            max_client_transactions,
+            client_rate,
+            client_burst,
+            source_rate,
+            source_burst
+        )
+    }
 }
 
 impl Node {
