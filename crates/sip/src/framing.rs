@@ -30,11 +30,23 @@ pub struct StreamDecoder {
     limits: Limits,
     /// How far the search for the end of the header section already looked.
     scanned: usize,
+    /// The bytes of the last message framed.
+    last: Bytes,
 }
 
 impl StreamDecoder {
     pub fn new(limits: Limits) -> StreamDecoder {
-        StreamDecoder { limits, scanned: 0 }
+        StreamDecoder {
+            limits,
+            scanned: 0,
+            last: Bytes::new(),
+        }
+    }
+
+    /// The bytes of the last message `decode` framed, as they arrived (a capture keeps
+    /// them: no copy, and no second writing of the parsed message, which might differ).
+    pub fn last_message(&self) -> &Bytes {
+        &self.last
     }
 
     /// Takes the next frame off the front of `buf`; `Ok(None)` means "read more bytes".
@@ -102,6 +114,7 @@ impl StreamDecoder {
         }
         self.scanned = 0;
         let raw = buf.split_to(head_end + body_len).freeze();
+        self.last = raw.clone();
         Some(
             match Message::parse_framed(
                 raw.clone(),
@@ -189,6 +202,17 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn the_last_message_s_bytes_are_those_that_arrived() {
+        let mut d = StreamDecoder::new(Limits::default());
+        let mut buf = BytesMut::from(&OPTIONS[..]);
+        buf.extend_from_slice(b"\r\n\r\n");
+        assert!(matches!(d.decode(&mut buf), Some(Frame::Message(_))));
+        assert_eq!(&d.last_message()[..], OPTIONS);
+        assert!(matches!(d.decode(&mut buf), Some(Frame::Ping)));
+        assert_eq!(&d.last_message()[..], OPTIONS, "a ping is no message");
     }
 
     #[test]

@@ -36,15 +36,28 @@ impl Captured {
     }
 }
 
-/// The Call-ID of a SIP message's text (`Call-ID` or its compact form `i`), trimmed.
+/// The Call-ID of a SIP message's text (`Call-ID` or its compact form `i`), trimmed: a walk
+/// over the header lines that stops at the first Call-ID or at the end of the headers (it
+/// runs for every message exported, so it looks at a line's first byte before its name).
 fn call_id(msg: &[u8]) -> Option<&[u8]> {
-    let head = memchr::memmem::find(msg, b"\r\n\r\n").map_or(msg, |end| &msg[..end]);
-    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
-        let colon = memchr::memchr(b':', line)?;
-        let name = line[..colon].trim_ascii();
-        let is_call_id = name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i");
-        is_call_id.then(|| line[colon + 1..].trim_ascii())
-    })
+    let mut rest = &msg[memchr::memchr(b'\n', msg)? + 1..];
+    loop {
+        let end = memchr::memchr(b'\n', rest)?;
+        let line = &rest[..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None;
+        }
+        if matches!(line[0], b'C' | b'c' | b'I' | b'i')
+            && let Some(colon) = memchr::memchr(b':', line)
+        {
+            let name = line[..colon].trim_ascii();
+            if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+                return Some(line[colon + 1..].trim_ascii());
+            }
+        }
+        rest = &rest[end + 1..];
+    }
 }
 
 /// Where captured messages go: a bounded queue read by one consumer. Cheap to clone; one is
@@ -136,6 +149,26 @@ mod tests {
             sent: true,
             payload: Bytes::from_static(b"OPTIONS sip:x SIP/2.0\r\n\r\n"),
             reason: None,
+        }
+    }
+
+    #[test]
+    fn the_call_id_is_the_header_s_in_either_form() {
+        let cases: [(&[u8], Option<&[u8]>); 5] = [
+            (
+                b"MESSAGE sip:a SIP/2.0\r\nVia: x\r\nCall-ID:  abc@h \r\n\r\n",
+                Some(b"abc@h"),
+            ),
+            (b"SIP/2.0 200 OK\r\nCSeq: 1 X\r\ni:c2\r\n\r\n", Some(b"c2")),
+            (
+                b"MESSAGE sip:a SIP/2.0\r\nContact: <sip:x>\r\n\r\nCall-ID: body",
+                None,
+            ),
+            (b"MESSAGE sip:a SIP/2.0\r\nCall-Info: y\r\n", None),
+            (b"no line end", None),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(call_id(msg), want, "{}", String::from_utf8_lossy(msg));
         }
     }
 

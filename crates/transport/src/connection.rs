@@ -284,7 +284,8 @@ async fn read<R: AsyncRead + Unpin>(
                     inner.on_message(info, &msg);
                     if let Some(tap) = inner.tap.get() {
                         let now = std::time::SystemTime::now();
-                        tap.record(now, (info.peer, info.local), false, msg.to_bytes(), None);
+                        let wire = decoder.last_message().clone();
+                        tap.record(now, (info.peer, info.local), false, wire, None);
                     }
                     // What gets a final response: any request but an ACK.
                     if msg.is_request() && msg.method() != Some(siplab_sip::Method::Ack) {
