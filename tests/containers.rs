@@ -407,6 +407,171 @@ fn the_lab_in_containers() {
          reason) from the nodes' HEP",
         requests.len()
     );
+
+    chaos(&lab);
+}
+
+/// Statuses a request may end with while nodes die and come back: it went through, or the
+/// caller was told it could not (a time-out, the user not reachable now, a node down).
+const ACCOUNTED: [u64; 4] = [200, 408, 480, 503];
+
+/// The chaos run: steady MESSAGEs along rows 12 and 17 (between them every node but E2's
+/// partner side: E1, R1, E2, R2, CE, CP1, CP2) while E1, R2, CE and CP1 are killed (SIGKILL)
+/// and started again in turn. Every MESSAGE sent must end with one final status of
+/// [`ACCOUNTED`], none lost and none twice; the clients sign in again by themselves; the
+/// time from each node's start until a MESSAGE through it succeeds again is printed.
+fn chaos(lab: &Lab) {
+    const BOUNCED: [&str; 4] = ["E1", "R2", "CE", "CP1"];
+    const DOWN: Duration = Duration::from_secs(2);
+    const AFTER: Duration = Duration::from_secs(10);
+    let rows: Vec<Path> = [12, 17]
+        .iter()
+        .map(|id| lab.path(*id).unwrap().clone())
+        .collect();
+    let listen = 4 + BOUNCED.len() as u64 * (DOWN + AFTER).as_secs() + 2;
+    let senders: Vec<(Path, Child)> = rows
+        .into_iter()
+        .map(|path| {
+            let (from, to) = lab.parties(&path).unwrap();
+            let child = Command::new("docker")
+                .args([
+                    "exec",
+                    &container(path.from),
+                    "siplab-client",
+                    "--user",
+                    &from.aor,
+                ])
+                .args([
+                    "--at",
+                    at(path.from),
+                    "--certs",
+                    "/certs",
+                    "--message-to",
+                    &to.aor,
+                ])
+                .args([
+                    "--text",
+                    "chaos",
+                    "--every",
+                    "100",
+                    "--listen-for",
+                    &listen.to_string(),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("docker exec");
+            (path, child)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(4));
+    let unix = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let mut bounces = Vec::new();
+    for node in BOUNCED {
+        let name = format!("siplab-{}", node.to_ascii_lowercase());
+        let killed = unix();
+        assert!(
+            run("docker", &["kill", &name]).status.success(),
+            "docker kill {name}"
+        );
+        std::thread::sleep(DOWN);
+        assert!(
+            run("docker", &["start", &name]).status.success(),
+            "docker start {name}"
+        );
+        bounces.push((node, killed, unix()));
+        std::thread::sleep(AFTER);
+    }
+    println!("chaos: {BOUNCED:?} killed and started in turn; every MESSAGE accounted for:");
+    let mut answers: Vec<(Path, Vec<Value>)> = Vec::new();
+    for (path, child) in senders {
+        let out = child.wait_with_output().expect("the sender ends");
+        let lines: Vec<Value> = events(&out.stdout)
+            .into_iter()
+            .filter(|e| e["event"] == "response" && e["seq"].is_u64())
+            .collect();
+        let mut seqs: Vec<u64> = lines.iter().filter_map(|e| e["seq"].as_u64()).collect();
+        seqs.sort_unstable();
+        let n = seqs.len() as u64;
+        assert!(n > 100, "row {}: only {n} MESSAGEs", path.scenario());
+        assert_eq!(
+            seqs,
+            (1..=n).collect::<Vec<_>>(),
+            "row {}: each MESSAGE once",
+            path.scenario()
+        );
+        let bad: Vec<&Value> = lines
+            .iter()
+            .filter(|e| !e["status"].as_u64().is_some_and(|s| ACCOUNTED.contains(&s)))
+            .collect();
+        assert!(bad.is_empty(), "row {}: {bad:#?}", path.scenario());
+        let mut by_status = std::collections::BTreeMap::new();
+        for e in &lines {
+            let local = if e["local"] == true {
+                " (the client's own)"
+            } else {
+                ""
+            };
+            *by_status
+                .entry(format!("{}{local}", e["status"]))
+                .or_insert(0) += 1;
+        }
+        println!("  row {}: {n} MESSAGEs, {by_status:?}", path.scenario());
+        answers.push((path, lines));
+    }
+    println!(
+        "  node  MESSAGEs through it that failed  carried again after its start (s)  longest answer (s)"
+    );
+    for (node, killed, started) in bounces {
+        let passes = |p: &Path| {
+            p.interfaces().any(|i| {
+                lab.interface(i.as_str())
+                    .is_some_and(|i| i.node.as_str() == node)
+            })
+        };
+        let window = |e: &&Value| {
+            e["at"]
+                .as_f64()
+                .is_some_and(|at| at >= killed && at < started + AFTER.as_secs_f64())
+        };
+        let (mut failed, mut recovered, mut longest) = (0, 0.0f64, 0.0f64);
+        for (_, lines) in answers.iter().filter(|(p, _)| passes(p)) {
+            let seen: Vec<&Value> = lines.iter().filter(window).collect();
+            let at = |e: &Value| e["at"].as_f64().unwrap_or_default();
+            let last_failure = seen
+                .iter()
+                .filter(|e| e["status"] != 200)
+                .map(|e| at(e))
+                .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
+            failed += seen.iter().filter(|e| e["status"] != 200).count();
+            longest = seen
+                .iter()
+                .filter_map(|e| e["ms"].as_f64())
+                .fold(longest, f64::max);
+            if let Some(last) = last_failure {
+                let back = seen
+                    .iter()
+                    .filter(|e| e["status"] == 200 && at(e) > last)
+                    .map(|e| at(e))
+                    .fold(f64::INFINITY, f64::min);
+                assert!(
+                    back.is_finite(),
+                    "nothing went through {node} again after its start"
+                );
+                recovered = recovered.max(back - started);
+            }
+        }
+        println!(
+            "  {node:<5} {failed:>6} {:>6.1} {:>6.1}",
+            recovered.max(0.0),
+            longest / 1e3
+        );
+    }
 }
 
 /// The live page's SSE event of `call_id` (its JSON line), waiting up to 5 s for it.

@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -62,6 +63,12 @@ struct Cli {
     /// The text of the MESSAGE.
     #[arg(long, default_value = "hello", requires = "message_to")]
     text: String,
+    /// Send the MESSAGE again every this many milliseconds until --listen-for ends (a steady
+    /// load): each answer is a line with its number (`seq`) and the seconds since the
+    /// first (`t`), the text gets " #seq", and the client waits for the last ones'
+    /// answers before it ends.
+    #[arg(long, value_name = "MS", requires = "message_to")]
+    every: Option<u64>,
     /// Call this user (INVITE, ACK, then BYE once answered).
     #[arg(long)]
     call: Option<String>,
@@ -136,7 +143,7 @@ async fn main() -> Result<()> {
     emit(&registered(&ua, ua.registered_via(), current.as_ref()));
 
     let mut failed = false;
-    if let Some(to) = &cli.message_to {
+    if let Some(to) = cli.message_to.as_ref().filter(|_| cli.every.is_none()) {
         failed |= report("MESSAGE", to, ua.send_message(to, &cli.text).await);
     }
     if let Some(uri) = &cli.options {
@@ -169,6 +176,13 @@ async fn main() -> Result<()> {
         }
     };
     tokio::pin!(stop);
+    let ua = Arc::new(ua);
+    let mut steady = Steady::new(&cli);
+    let mut every = cli.every.map(|ms| {
+        let mut i = tokio::time::interval(Duration::from_millis(ms.max(1)));
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
     // Requests are answered by the client whether or not this loop reads them; it prints
     // them, and each new sign-in (after the flow died).
     const POLL: Duration = Duration::from_secs(3600);
@@ -181,6 +195,8 @@ async fn main() -> Result<()> {
         };
         tokio::select! {
             _ = &mut stop => break,
+            _ = next_tick(&mut every) => steady.send(&ua),
+            Some(done) = steady.sends.join_next(), if !steady.sends.is_empty() => steady.answered(done),
             got = ua.next_received(POLL) => if let Some(got) = got {
                 emit(&received(&lab, &got));
             },
@@ -190,11 +206,87 @@ async fn main() -> Result<()> {
             },
         }
     }
-    ua.shutdown().await;
+    // Every MESSAGE of a steady load gets its line: the answers still to come are waited for.
+    while let Some(done) = steady.sends.join_next().await {
+        steady.answered(done);
+    }
+    if let Ok(ua) = Arc::try_unwrap(ua) {
+        ua.shutdown().await;
+    }
     if failed {
         bail!("a request got no final response");
     }
     Ok(())
+}
+
+/// The next steady send is due (never, without --every).
+async fn next_tick(every: &mut Option<tokio::time::Interval>) {
+    match every {
+        Some(every) => {
+            every.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// `--every`: a MESSAGE every so often, each sent from a task of its own so that one waiting
+/// for its answer does not hold the next back.
+struct Steady {
+    to: String,
+    text: String,
+    started: tokio::time::Instant,
+    seq: u64,
+    sends: tokio::task::JoinSet<Sent>,
+}
+
+impl Steady {
+    fn new(cli: &Cli) -> Steady {
+        Steady {
+            to: cli.message_to.clone().unwrap_or_default(),
+            text: cli.text.clone(),
+            started: tokio::time::Instant::now(),
+            seq: 0,
+            sends: tokio::task::JoinSet::new(),
+        }
+    }
+
+    fn send(&mut self, ua: &Arc<Ua>) {
+        self.seq += 1;
+        let (seq, ua, to) = (self.seq, ua.clone(), self.to.clone());
+        let text = format!("{} #{seq}", self.text);
+        let t = self.started.elapsed().as_secs_f64();
+        self.sends.spawn(async move {
+            let (at, sent) = (unix_now(), tokio::time::Instant::now());
+            let result = ua.send_message(&to, &text).await;
+            (seq, t, at, sent.elapsed().as_secs_f64(), result)
+        });
+    }
+
+    /// Prints a sent MESSAGE's answer with its number, its time since the first, the
+    /// wall-clock time it was sent (`at`, Unix seconds: containers share the host's clock)
+    /// and how long its answer took (`ms`).
+    fn answered(&self, done: Result<Sent, tokio::task::JoinError>) {
+        let Ok((seq, t, at, took, result)) = done else {
+            return;
+        };
+        let (mut line, _) = response_line("MESSAGE", &self.to, result);
+        let ms = |secs: f64| (secs * 1e6).round() / 1e3;
+        line["seq"] = json!(seq);
+        line["t"] = json!(ms(t) / 1e3);
+        line["at"] = json!(ms(at) / 1e3);
+        line["ms"] = json!(ms(took));
+        emit(&line);
+    }
+}
+
+/// A steady MESSAGE: its number, when it went (since the first, and Unix time), how long
+/// its answer took (seconds), its answer.
+type Sent = (u64, f64, f64, f64, Result<Outcome, UaError>);
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Discovery, then REGISTER (following redirects).
@@ -278,38 +370,53 @@ fn registered(ua: &Ua, sign_in: Option<SignIn>, reg: Option<&Registration>) -> V
 
 /// Prints what a request got; true when it got no final response at all.
 fn report(method: &str, to: &str, result: Result<Outcome, UaError>) -> bool {
+    let (line, failed) = response_line(method, to, result);
+    emit(&line);
+    failed
+}
+
+/// What a request got as one JSON line, and whether that was no final response at all. A
+/// failure below SIP is reported as the status RFC 3261 section 8.1.3.1 gives it (a
+/// transport error or a connection lost 503, no answer in time 408), marked `local`.
+fn response_line(method: &str, to: &str, result: Result<Outcome, UaError>) -> (Value, bool) {
+    let local = |status: u16, reason: &str, error: &UaError| {
+        json!({
+            "event": "response",
+            "method": method,
+            "to": to,
+            "status": status,
+            "reason": format!("{reason} ({error})"),
+            "local": true,
+        })
+    };
     match result {
-        Ok(outcome) => {
-            emit(&json!({
+        Ok(outcome) => (
+            json!({
                 "event": "response",
                 "method": method,
                 "to": to,
                 "status": outcome.status,
                 "reason": outcome.reason,
                 "provisional": outcome.provisional,
-            }));
-            false
+            }),
+            false,
+        ),
+        Err(error @ (UaError::Transport(_) | UaError::NotConnected)) => {
+            (local(503, "Service Unavailable", &error), false)
         }
-        // A transport failure is a 503 for the client (RFC 3261 section 8.1.3.1).
-        Err(error @ UaError::Transport(_)) => {
-            emit(&json!({
-                "event": "response",
-                "method": method,
-                "to": to,
-                "status": 503,
-                "reason": format!("Service Unavailable ({error})"),
-            }));
-            false
+        Err(error @ UaError::ConnectionLost { .. }) => {
+            (local(503, "Service Unavailable", &error), true)
         }
-        Err(error) => {
-            emit(&json!({
+        Err(error @ UaError::Timeout { .. }) => (local(408, "Request Timeout", &error), true),
+        Err(error) => (
+            json!({
                 "event": "error",
                 "method": method,
                 "to": to,
                 "error": error.to_string(),
-            }));
-            true
-        }
+            }),
+            true,
+        ),
     }
 }
 
