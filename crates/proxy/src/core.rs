@@ -696,11 +696,12 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             self.send_on(next.flow, ack.to_bytes(), "ACK of a non-2xx")
                 .await;
         }
-        if let Some(contact) = failed_flow
-            && self.home.location.remove_contact(&contact)
-        {
-            debug!(%contact, "binding dropped: its flow failed");
-            self.notify_soon();
+        if let Some(contact) = failed_flow {
+            // Dropped by this 430, or by another one for the same flow just before.
+            if self.home.location.remove_contact(&contact) {
+                debug!(%contact, "binding dropped: its flow failed");
+                self.notify_soon();
+            }
             // The 430 was this hop's business (RFC 5626 section 5.3): upstream, the user is
             // not reachable now, which is 480 (a request of our own just ends here).
             if !key.starts_with(ORIGINATED) {
