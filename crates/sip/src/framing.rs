@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn the_last_message_s_bytes_are_those_that_arrived() {
         let mut d = StreamDecoder::new(Limits::default());
-        let mut buf = BytesMut::from(&OPTIONS[..]);
+        let mut buf = BytesMut::from(OPTIONS);
         buf.extend_from_slice(b"\r\n\r\n");
         assert!(matches!(d.decode(&mut buf), Some(Frame::Message(_))));
         assert_eq!(&d.last_message()[..], OPTIONS);
