@@ -76,6 +76,10 @@ impl Default for ProxyConfig {
     }
 }
 
+/// How often a registrar connection that clients signed in through gets a keep-alive: well
+/// inside the idle time-out (600 s unless the lab file sets another).
+const UPSTREAM_KEEPALIVE: Duration = Duration::from_secs(60);
+
 /// Answers that could not be sent (a peer that stopped reading makes one a message).
 static UNSENT: Repeated = Repeated::new();
 /// Requests over a client's rate.
@@ -173,6 +177,20 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
                 }
             });
         }
+        // Keep-alives down the registrar connections clients signed in through, so that no
+        // idle time-out takes one (and with it, their flows) while they depend on it.
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(UPSTREAM_KEEPALIVE);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(proxy) = weak.upgrade() else { return };
+                for flow in proxy.upstream.in_use() {
+                    proxy.transport.ping(&flow);
+                }
+            }
+        });
         let (timers, weak) = (self.timers.clone(), Arc::downgrade(self));
         tokio::spawn(async move {
             loop {
@@ -247,7 +265,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             // Users whose last binding went are offline now.
             self.notify_soon();
         }
-        let clients = self.upstream.closed(conn.id, &conn.flow);
+        let clients = self.upstream.closed(&conn.flow);
         if !clients.is_empty() {
             info!(
                 clients = clients.len(),
@@ -721,7 +739,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             && let Some(client) = self.txns.server_conn(&key)
             && client.identity.sip_aor().is_some()
         {
-            self.upstream.registered(client.flow, conn.id);
+            self.upstream.registered(client.flow, conn.flow);
         }
         msg.headers.remove_first_value(&HeaderName::Via);
         debug!(code, "relaying response");

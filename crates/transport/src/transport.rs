@@ -392,6 +392,18 @@ impl Transport {
             .map(|c| c.info.clone())
     }
 
+    /// Sends an RFC 5626 keep-alive (CRLF CRLF; the peer answers CRLF) down `flow`, so that
+    /// neither side's idle time-out closes a connection that must stay; not captured (it is
+    /// no SIP message). False when the flow is gone or its queue is full.
+    pub fn ping(&self, flow: &FlowToken) -> bool {
+        let table = lock(&self.inner.table);
+        table
+            .conns
+            .get(&flow.conn_id())
+            .filter(|c| c.info.flow == *flow)
+            .is_some_and(|c| queue(c, Bytes::from_static(b"\r\n\r\n")).is_ok())
+    }
+
     /// Closes the connection behind `flow`, if it still lives; pending writes are flushed
     /// first.
     pub fn close(&self, flow: &FlowToken) {
