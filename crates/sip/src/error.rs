@@ -104,6 +104,8 @@ impl ParseError {
         match self.kind {
             ErrorKind::UnsupportedVersion(_) => 505,
             ErrorKind::BodyTooLarge { .. } => 413,
+            // RFC 3261 section 21.5.14: the message is longer than the server can process.
+            ErrorKind::HeaderSectionTooLarge { .. } => 513,
             _ => 400,
         }
     }

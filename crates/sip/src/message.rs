@@ -100,7 +100,12 @@ impl Message {
         if raw.len() >= 4 && raw[..4].eq_ignore_ascii_case(b"SIP/") {
             return None;
         }
-        let head_end = scan::find_blank_line(raw).map_or(raw.len(), |i| i + 4);
+        // A header section cut off at the limit is read up to its last whole line (the Via
+        // is near the top, the oversized line further down).
+        let head_end = match scan::find_blank_line(raw) {
+            Some(i) => i + 4,
+            None => memchr::memmem::rfind(raw, b"\r\n").map_or(raw.len(), |i| i + 2),
+        };
         let line_end = scan::find_crlf(&raw[..head_end])?;
         // Only enough is read to answer: a message refused for its many headers still
         // has a Via among them (the section's size is bounded by what framing accepted).
@@ -569,6 +574,7 @@ pub fn reason_phrase(code: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Request Entity Too Large",
+        513 => "Message Too Large",
         415 => "Unsupported Media Type",
         416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
@@ -877,6 +883,34 @@ hello";
         );
         let resp_bytes = Bytes::from_static(b"SIP/2.0 999 x\r\nVia: SIP/2.0/TLS x\r\n\r\n");
         assert!(Message::error_response(&resp_bytes, &err).is_none());
+    }
+
+    #[test]
+    fn a_header_section_beyond_the_limit_gets_513_where_its_via_can_be_read() {
+        use crate::framing::{Frame, StreamDecoder};
+        let mut d = StreamDecoder::new(Limits {
+            max_header_bytes: 256,
+            ..Limits::default()
+        });
+        let text = format!(
+            "MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TLS x;branch=z9hG4bK1\r\nCall-ID: c\r\n\
+             CSeq: 1 MESSAGE\r\nSubject: {}\r\n\r\n",
+            "y".repeat(1000)
+        );
+        let mut buf = bytes::BytesMut::from(text.as_bytes());
+        let Some(Frame::Invalid { raw, error }) = d.decode(&mut buf) else {
+            panic!("not refused")
+        };
+        let resp = Message::error_response(&raw, &error).expect("an answer");
+        assert_eq!(resp.status(), Some(513));
+        let text = String::from_utf8(resp.to_bytes().to_vec()).unwrap();
+        assert!(
+            text.starts_with(
+                "SIP/2.0 513 Message Too Large\r\nVia: SIP/2.0/TLS x;branch=z9hG4bK1\r\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Warning: 399 siplab"), "{text}");
     }
 
     #[test]
