@@ -4,6 +4,7 @@
 //! every rule can be tested with a paused clock.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,8 +41,8 @@ pub(crate) struct Limits {
 struct ServerTxn {
     request: Message,
     conn: Arc<ConnInfo>,
-    /// The client identity it counts against, when it came from a client.
-    client: Option<Arc<str>>,
+    /// The client identity it counts against (a hash of its AOR), when it came from a client.
+    client: Option<u64>,
     final_code: Option<u16>,
     last: Option<Bytes>,
     client_branch: Option<String>,
@@ -105,7 +106,7 @@ pub(crate) enum CancelMatch {
 #[derive(Default)]
 struct Servers {
     txns: HashMap<String, ServerTxn>,
-    per_client: HashMap<Arc<str>, usize>,
+    per_client: HashMap<u64, usize>,
 }
 
 impl Servers {
@@ -120,12 +121,12 @@ impl Servers {
     /// Ends a server transaction, and its count against its client.
     fn remove(&mut self, key: &str) -> Option<ServerTxn> {
         let t = self.txns.remove(key)?;
-        if let Some(client) = &t.client
-            && let Some(n) = self.per_client.get_mut(client)
+        if let Some(client) = t.client
+            && let Some(n) = self.per_client.get_mut(&client)
         {
             *n -= 1;
             if *n == 0 {
-                self.per_client.remove(client);
+                self.per_client.remove(&client);
             }
         }
         Some(t)
@@ -137,6 +138,8 @@ pub(crate) struct Transactions {
     clients: Mutex<HashMap<String, ClientTxn>>,
     timers: Arc<Timers>,
     limits: Limits,
+    /// Hashes client identities for `Servers::per_client`.
+    keys: std::hash::RandomState,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -150,6 +153,7 @@ impl Transactions {
             clients: Mutex::new(HashMap::new()),
             timers,
             limits,
+            keys: std::hash::RandomState::new(),
         }
     }
 
@@ -185,9 +189,10 @@ impl Transactions {
         if servers.txns.len() >= self.limits.max {
             return Arrival::Full;
         }
-        let client = conn.identity.sip_aor().map(Arc::<str>::from);
-        if let Some(client) = &client {
-            let n = servers.per_client.entry(client.clone()).or_default();
+        // Hashed, not copied: this runs for every request from a client.
+        let client = conn.identity.sip_aor().map(|aor| self.keys.hash_one(aor));
+        if let Some(client) = client {
+            let n = servers.per_client.entry(client).or_default();
             if *n >= self.limits.per_client {
                 return Arrival::ClientBusy;
             }

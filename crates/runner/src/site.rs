@@ -21,9 +21,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use siplab_sip::{Message, Method};
 use siplab_topology::Lab;
-use siplab_transport::Captured;
-use tokio::sync::{Semaphore, broadcast, mpsc};
-use tracing::{debug, info, warn};
+use siplab_transport::{Captured, serve_bounded};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info};
 
 use crate::draw::{esc, ladder_svg, mermaid, topology_svg};
 use crate::lab::SignInReport;
@@ -331,38 +331,22 @@ pub async fn serve_live(lab: Lab, wire: &Wire, addr: SocketAddr) -> std::io::Res
             }
         }
     });
-    let watchers = Arc::new(Semaphore::new(LIVE_WATCHERS));
     info!(%bound, "live page");
-    tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(error = %e, "live page: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = watchers.clone().try_acquire_owned() else {
-                debug!(%peer, "live page: too many watchers; refused");
-                continue;
-            };
-            let (hub, html) = (hub.clone(), html.clone());
-            tokio::spawn(async move {
-                let _permit = permit;
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let (hub, html) = (hub.clone(), html.clone());
-                    async move { Ok::<_, Infallible>(answer(&req, &hub, html)) }
-                });
-                let served = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(5))
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-                if let Err(e) = served {
-                    debug!(%peer, error = %e, "live page connection");
-                }
+    serve_bounded(listener, LIVE_WATCHERS, "live page", move |tcp, peer| {
+        let (hub, html) = (hub.clone(), html.clone());
+        async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let (hub, html) = (hub.clone(), html.clone());
+                async move { Ok::<_, Infallible>(answer(&req, &hub, html)) }
             });
+            let served = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+            if let Err(e) = served {
+                debug!(%peer, error = %e, "live page connection");
+            }
         }
     });
     Ok(bound)

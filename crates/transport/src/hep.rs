@@ -14,10 +14,11 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::capture::{CaptureSink, Captured};
+use crate::serve::serve_bounded;
 
 /// The vendor id of siplab's own chunks (not one of the registered ones: 0 is generic,
 /// 1 to 0x0f name FreeSWITCH, Kamailio, OpenSIPS and others).
@@ -313,9 +314,12 @@ async fn write_tcp(
             Ok(Err(e)) => debug!(%addr, error = %e, "HEP collector: no connection"),
             Err(_) => debug!(%addr, "HEP collector: no connection within a second"),
         }
+        if stream.is_none() {
+            // Only a failed attempt moves the next one: batches in between just go.
+            *retry = Instant::now() + TCP_PATIENCE;
+        }
     }
     let Some(s) = stream else {
-        *retry = (*retry).max(Instant::now() + TCP_PATIENCE);
         return false;
     };
     match tokio::time::timeout(TCP_PATIENCE, s.write_all(buf)).await {
@@ -388,6 +392,9 @@ async fn export(mut sender: HepSender, mut rx: mpsc::Receiver<Captured>) {
 
 /// HEP senders a collector serves at once over TCP.
 const COLLECTOR_STREAMS: usize = 64;
+/// How long a TCP sender may send nothing before the collector closes its stream (an
+/// exporter of a quiet node reconnects when it has something again).
+const SENDER_IDLE: Duration = Duration::from_secs(600);
 
 /// A HEPv3 collector: receives packets on `addr` over UDP and TCP (the same port, as
 /// heplify-server does) and records each SIP message in `sink`, the capturing node named by
@@ -420,30 +427,19 @@ pub async fn listen(
             }
         }
     });
-    let streams = Arc::new(Semaphore::new(COLLECTOR_STREAMS));
-    tokio::spawn(async move {
-        loop {
-            let (stream, peer) = match tcp.accept().await {
-                Ok(a) => a,
-                Err(e) => {
-                    debug!(error = %e, "HEP collector: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = streams.clone().try_acquire_owned() else {
-                debug!(%peer, "HEP collector: too many senders; refused");
-                continue;
-            };
+    serve_bounded(
+        tcp,
+        COLLECTOR_STREAMS,
+        "HEP collector",
+        move |stream, peer| {
             let (sink, node) = (sink.clone(), node.clone());
-            tokio::spawn(async move {
-                let _permit = permit;
+            async move {
                 if let Err(why) = read_stream(stream, &sink, &*node).await {
                     debug!(%peer, %why, "HEP collector: sender gone");
                 }
-            });
-        }
-    });
+            }
+        },
+    );
     Ok(bound)
 }
 
@@ -455,18 +451,21 @@ async fn read_stream(
 ) -> Result<(), String> {
     let mut packet = vec![0u8; 65_536];
     loop {
-        match stream.read_exact(&mut packet[..6]).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+        // A sender that says nothing for this long gives its place to another.
+        match tokio::time::timeout(SENDER_IDLE, stream.read_exact(&mut packet[..6])).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("idle".into()),
         }
         let len = usize::from(u16::from_be_bytes([packet[4], packet[5]]));
         if &packet[..4] != b"HEP3" || len < 6 {
             return Err("not a HEPv3 stream".into());
         }
-        stream
-            .read_exact(&mut packet[6..len])
+        // A packet begun arrives whole within a bounded time.
+        tokio::time::timeout(TCP_PATIENCE * 10, stream.read_exact(&mut packet[6..len]))
             .await
+            .map_err(|_| "a packet cut off".to_string())?
             .map_err(|e| e.to_string())?;
         match decode(&packet[..len], node) {
             Some(ev) => sink.record(ev),
@@ -617,5 +616,44 @@ mod tests {
                 assert_eq!(got.sent, n == 0, "{proto:?}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_tcp_exporter_finds_a_collector_that_comes_up_after_it() {
+        // A free port, with nothing on it for now.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let mut sender = HepSender::bind(HepTarget {
+            proto: HepProto::Tcp,
+            addr,
+        })
+        .await
+        .unwrap();
+        let ev = Captured {
+            node: "X".into(),
+            agent: 1,
+            time: SystemTime::now(),
+            src: "127.0.0.1:5061".parse().unwrap(),
+            dst: "127.0.0.2:5062".parse().unwrap(),
+            sent: true,
+            payload: Bytes::from_static(b"OPTIONS sip:a SIP/2.0\r\nCall-ID: late\r\n\r\n"),
+            reason: None,
+        };
+        sender.send(std::slice::from_ref(&ev)).await;
+        let (sink, mut rx) = CaptureSink::new(16);
+        let names: Arc<dyn Fn(u32) -> Arc<str> + Send + Sync> = Arc::new(|_| Arc::from("N"));
+        listen(addr, sink, names).await.unwrap();
+        // Batches keep coming every 5 ms, as under load; one gets through after the pause.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let got = loop {
+            sender.send(std::slice::from_ref(&ev)).await;
+            if let Ok(got) = rx.try_recv() {
+                break got;
+            }
+            assert!(std::time::Instant::now() < deadline, "never reconnected");
+            tokio::time::sleep(GATHER).await;
+        };
+        assert_eq!(got.payload, ev.payload);
     }
 }

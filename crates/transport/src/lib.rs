@@ -14,6 +14,7 @@ mod capture;
 mod connection;
 pub mod hep;
 pub mod quiet;
+mod serve;
 mod tls;
 mod transport;
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use capture::{CaptureSink, Captured, Tap};
 pub use connection::{ConnInfo, ConnMeta, FlowToken};
+pub use serve::serve_bounded;
 pub use tls::{PeerIdentity, TlsConfig};
 pub use transport::{AlpnHandler, Destination, Event, Transport};
 
