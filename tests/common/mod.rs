@@ -162,7 +162,7 @@ impl Suite {
             Suite::CrateClient => (200, 1),
             Suite::Pages => (160, 1),
             Suite::Hep => (162, 1),
-            Suite::Hostile => (164, 5),
+            Suite::Hostile => (164, 7),
         }
     }
 
@@ -204,11 +204,30 @@ impl TestLab {
 
     /// As [`TestLab::start`], with the nodes' proxies configured (shorter timers, say).
     pub async fn start_with(slot: u8, nodes: &[&str], config: ProxyConfig) -> TestLab {
+        let lab = Lab::reference().expect("reference lab");
+        TestLab::start_lab(lab, slot, nodes, config).await
+    }
+
+    /// As [`TestLab::start`], with `limits` (lines of the lab file's `[limits]` table) for
+    /// every node.
+    pub async fn start_limited(slot: u8, nodes: &[&str], limits: &str) -> TestLab {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/lab.toml"))
+            .expect("deploy/lab.toml");
+        assert!(
+            text.contains("\n[limits]\n"),
+            "lab.toml has a [limits] table"
+        );
+        let text = text.replacen("\n[limits]\n", &format!("\n[limits]\n{limits}\n"), 1);
+        let lab = Lab::from_toml_str(&text).expect("the reference lab with limits");
+        TestLab::start_lab(lab, slot, nodes, ProxyConfig::default()).await
+    }
+
+    async fn start_lab(lab: Lab, slot: u8, nodes: &[&str], config: ProxyConfig) -> TestLab {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let lab = Lab::reference().expect("reference lab").localized(slot);
+        let lab = lab.localized(slot);
         let certs = Certs::Authority(Arc::new(LabCa::generate().expect("lab CA")));
         let dns = siplab_dns::DnsServer::start(&lab)
             .await

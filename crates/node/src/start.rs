@@ -193,8 +193,14 @@ fn apply_limits(set: &NodeLimits, t: &mut Limits, c: &mut ProxyConfig) {
     if let Some(n) = set.max_connections {
         t.max_connections = n;
     }
+    if let Some(n) = set.max_connections_per_source {
+        t.max_connections_per_source = n;
+    }
     if let Some(n) = set.max_pending_per_source {
         t.max_pending_per_source = n;
+    }
+    if let Some(n) = set.max_silent_per_source {
+        t.max_silent_per_source = n;
     }
     if let Some(s) = set.handshake_timeout_s {
         t.handshake_timeout = secs(s);
@@ -213,6 +219,9 @@ fn apply_limits(set: &NodeLimits, t: &mut Limits, c: &mut ProxyConfig) {
     }
     if let Some(n) = set.max_client_transactions {
         c.max_client_transactions = n;
+    }
+    if let Some(n) = set.max_connection_transactions {
+        c.max_connection_transactions = n;
     }
     if let Some(n) = set.client_rate {
         c.rate.per_second = rate(n);

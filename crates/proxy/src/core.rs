@@ -53,6 +53,9 @@ pub struct ProxyConfig {
     /// Requests being answered at once for one client identity (a user's certificate, over
     /// all its connections); beyond it, 503 with Retry-After.
     pub max_client_transactions: usize,
+    /// Requests being answered at once that came on one connection (a client's, or a
+    /// server's carrying many users); beyond it, 503 with Retry-After.
+    pub max_connection_transactions: usize,
     /// Requests per client identity (user certificate); beyond it, 503 with Retry-After.
     pub rate: RateLimit,
     /// Requests per address clients connect from (all their certificates); beyond it, 503
@@ -70,6 +73,7 @@ impl Default for ProxyConfig {
             expiry: ExpiryBounds::default(),
             max_transactions: 100_000,
             max_client_transactions: 1_000,
+            max_connection_transactions: 10_000,
             rate: RateLimit::default(),
             rate_per_source: RateLimit::per_source(),
         }
@@ -124,6 +128,7 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
             timer_h: config.timer_h,
             max: config.max_transactions,
             per_client: config.max_client_transactions,
+            per_connection: config.max_connection_transactions,
         };
         Arc::new(Proxy {
             policy,
@@ -327,13 +332,19 @@ impl<P: Policy, R: Reach> Proxy<P, R> {
                     .with(HeaderName::new("Retry-After"), "5");
                 return self.send_direct(&conn, reply_message(&msg, &reply)).await;
             }
-            Arrival::ClientBusy => {
+            busy @ (Arrival::ClientBusy | Arrival::ConnectionBusy) => {
                 self.counters.add(Count::ClientBusy);
+                let (whose, why) = match busy {
+                    Arrival::ClientBusy => ("client", "too many of your requests in progress"),
+                    _ => (
+                        "connection",
+                        "too many requests in progress on this connection",
+                    ),
+                };
                 if let Some(repeated) = BUSY.due() {
-                    warn!(peer = %conn.identity.describe(), repeated, "one client's requests in progress at their bound: 503");
+                    warn!(peer = %conn.identity.describe(), whose, repeated, "requests in progress at their bound: 503");
                 }
-                let reply = Reply::because(503, "too many of your requests in progress")
-                    .with(HeaderName::new("Retry-After"), "1");
+                let reply = Reply::because(503, why).with(HeaderName::new("Retry-After"), "1");
                 return self.send_direct(&conn, reply_message(&msg, &reply)).await;
             }
         }

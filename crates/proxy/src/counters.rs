@@ -24,7 +24,8 @@ pub struct Counted {
     pub responses: u64,
     /// Requests answered 503 for their client's rate (identity or source address).
     pub over_rate: u64,
-    /// Requests answered 503 for their client's requests in progress.
+    /// Requests answered 503 for their client's requests in progress (its identity's, or
+    /// its connection's).
     pub client_busy: u64,
     /// Requests answered 503 because the transaction table was full.
     pub table_full: u64,

@@ -35,6 +35,9 @@ pub(crate) struct Limits {
     /// its connections: a client that sends faster than it is answered waits, the others
     /// do not.
     pub per_client: usize,
+    /// Server transactions at once of one connection (a client's, or a server's carrying
+    /// many users): one connection's flood is answered 503 beyond it, whoever sent it.
+    pub per_connection: usize,
 }
 
 /// A request being answered here: where the answer goes and what was sent already.
@@ -78,6 +81,8 @@ pub(crate) enum Arrival {
     Full,
     /// This client has `per_client` requests in progress already: 503.
     ClientBusy,
+    /// This connection has `per_connection` requests in progress already: 503.
+    ConnectionBusy,
 }
 
 /// What a response does to the client transactions.
@@ -102,11 +107,38 @@ pub(crate) enum CancelMatch {
     Found(Option<Derived>),
 }
 
-/// The server transactions, and how many of them each client identity has.
+/// How many server transactions each of some holders (client identities, connections) has.
+#[derive(Default)]
+struct PerHolder(HashMap<u64, usize>);
+
+impl PerHolder {
+    /// One more for `holder`, unless it has `max` already.
+    fn take(&mut self, holder: u64, max: usize) -> bool {
+        let n = self.0.entry(holder).or_default();
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn give_back(&mut self, holder: u64) {
+        if let Some(n) = self.0.get_mut(&holder) {
+            *n -= 1;
+            if *n == 0 {
+                self.0.remove(&holder);
+            }
+        }
+    }
+}
+
+/// The server transactions, and how many of them each client identity and each connection
+/// has.
 #[derive(Default)]
 struct Servers {
     txns: HashMap<String, ServerTxn>,
-    per_client: HashMap<u64, usize>,
+    per_client: PerHolder,
+    per_conn: PerHolder,
 }
 
 impl Servers {
@@ -118,17 +150,13 @@ impl Servers {
         self.txns.get_mut(key)
     }
 
-    /// Ends a server transaction, and its count against its client.
+    /// Ends a server transaction, and its counts against its client and its connection.
     fn remove(&mut self, key: &str) -> Option<ServerTxn> {
         let t = self.txns.remove(key)?;
-        if let Some(client) = t.client
-            && let Some(n) = self.per_client.get_mut(&client)
-        {
-            *n -= 1;
-            if *n == 0 {
-                self.per_client.remove(&client);
-            }
+        if let Some(client) = t.client {
+            self.per_client.give_back(client);
         }
+        self.per_conn.give_back(t.conn.id);
         Some(t)
     }
 }
@@ -191,12 +219,16 @@ impl Transactions {
         }
         // Hashed, not copied: this runs for every request from a client.
         let client = conn.identity.sip_aor().map(|aor| self.keys.hash_one(aor));
-        if let Some(client) = client {
-            let n = servers.per_client.entry(client).or_default();
-            if *n >= self.limits.per_client {
-                return Arrival::ClientBusy;
+        if let Some(client) = client
+            && !servers.per_client.take(client, self.limits.per_client)
+        {
+            return Arrival::ClientBusy;
+        }
+        if !servers.per_conn.take(conn.id, self.limits.per_connection) {
+            if let Some(client) = client {
+                servers.per_client.give_back(client);
             }
-            *n += 1;
+            return Arrival::ConnectionBusy;
         }
         servers.txns.insert(
             key.to_owned(),
@@ -471,6 +503,7 @@ mod tests {
             timer_h: H,
             max,
             per_client: 2,
+            per_connection: 3,
         };
         Transactions::new(limits, Arc::default())
     }
@@ -549,6 +582,45 @@ mod tests {
         t.answer(&key_of(&msgs[0]), 200, &ok);
         assert!(
             matches!(arrive(&t, &msgs[3], &first), Arrival::New),
+            "one ended"
+        );
+    }
+
+    #[test]
+    fn a_connection_has_a_bound_of_its_own_on_requests_in_progress() {
+        let t = table(10);
+        // A server's connection, carrying many users' requests: no client bound applies.
+        let edge = conn("1x1", "edge.contoso.test");
+        let other = Arc::new(ConnInfo {
+            id: 2,
+            flow: FlowToken::parse("1x2").unwrap(),
+            interface: edge.interface.clone(),
+            local: edge.local,
+            peer: edge.peer,
+            identity: edge.identity.clone(),
+            inbound: true,
+        });
+        let msgs: Vec<Message> = (0..5)
+            .map(|i| request("MESSAGE", &format!("k{i}")))
+            .collect();
+        for m in &msgs[..3] {
+            assert!(matches!(arrive(&t, m, &edge), Arrival::New));
+        }
+        assert!(matches!(
+            arrive(&t, &msgs[3], &edge),
+            Arrival::ConnectionBusy
+        ));
+        assert!(
+            matches!(arrive(&t, &msgs[3], &other), Arrival::New),
+            "another connection has a bound of its own"
+        );
+        t.answer(
+            &key_of(&msgs[0]),
+            200,
+            &Bytes::from_static(b"SIP/2.0 200 OK"),
+        );
+        assert!(
+            matches!(arrive(&t, &msgs[4], &edge), Arrival::New),
             "one ended"
         );
     }

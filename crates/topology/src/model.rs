@@ -196,8 +196,11 @@ pub struct Node {
 pub struct NodeLimits {
     /// Connections open at once, inbound and outbound together.
     pub max_connections: Option<usize>,
-    /// Inbound connections from one address with their TLS handshake under way.
+    /// Inbound connections from one address: open, with their TLS handshake under way, and
+    /// not yet past their first message.
+    pub max_connections_per_source: Option<usize>,
     pub max_pending_per_source: Option<usize>,
+    pub max_silent_per_source: Option<usize>,
     /// Seconds a TLS handshake may take.
     pub handshake_timeout_s: Option<u64>,
     /// Seconds a begun message may take to arrive whole.
@@ -206,9 +209,11 @@ pub struct NodeLimits {
     pub first_message_timeout_s: Option<u64>,
     /// Seconds a connection may carry nothing before it is closed.
     pub idle_timeout_s: Option<u64>,
-    /// Requests being answered at once, and at once for one client identity.
+    /// Requests being answered at once, and at once for one client identity and for one
+    /// connection.
     pub max_transactions: Option<usize>,
     pub max_client_transactions: Option<usize>,
+    pub max_connection_transactions: Option<usize>,
     /// Requests a second (and at once) of one client identity, and of one source address.
     pub client_rate: Option<u32>,
     pub client_burst: Option<u32>,
@@ -224,13 +229,16 @@ impl NodeLimits {
         }
         pick!(
             max_connections,
+            max_connections_per_source,
             max_pending_per_source,
+            max_silent_per_source,
             handshake_timeout_s,
             message_read_timeout_s,
             first_message_timeout_s,
             idle_timeout_s,
             max_transactions,
             max_client_transactions,
+            max_connection_transactions,
             client_rate,
             client_burst,
             source_rate,

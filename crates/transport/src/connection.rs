@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 
 use crate::Limits;
 use crate::quiet::Repeated;
+use crate::sources::PerSource;
 use crate::tls::PeerIdentity;
 use crate::transport::{Event, Inner};
 
@@ -183,10 +184,11 @@ pub(crate) async fn reader<R: AsyncRead + Unpin>(
     parts: ReaderParts,
     inner: Arc<Inner>,
     limits: Limits,
+    // An inbound connection must send its first message within its own time-out, and until
+    // then counts against its source's silent connections.
+    mut awaiting_first: Option<PerSource>,
 ) {
     let mut requests = 0u64;
-    // An inbound connection must send its first message within its own time-out.
-    let mut awaiting_first = parts.info.inbound;
     let why = read(
         r,
         &parts,
@@ -223,7 +225,7 @@ async fn read<R: AsyncRead + Unpin>(
     parts: &ReaderParts,
     inner: &Arc<Inner>,
     limits: Limits,
-    (requests, awaiting_first): (&mut u64, &mut bool),
+    (requests, awaiting_first): (&mut u64, &mut Option<PerSource>),
 ) -> End {
     let ReaderParts {
         info, tx, close, ..
@@ -238,7 +240,7 @@ async fn read<R: AsyncRead + Unpin>(
     loop {
         let deadline = match partial_since {
             Some(t) => t + limits.message_read_timeout,
-            None if *awaiting_first => first_by.min(Instant::now() + limits.idle_timeout),
+            None if awaiting_first.is_some() => first_by.min(Instant::now() + limits.idle_timeout),
             None => Instant::now() + limits.idle_timeout,
         };
         buf.reserve(READ_CHUNK);
@@ -257,7 +259,7 @@ async fn read<R: AsyncRead + Unpin>(
                 );
                 return End::Peer;
             }
-            Err(_) if *awaiting_first => {
+            Err(_) if awaiting_first.is_some() => {
                 debug!("no first message in time; closing");
                 return End::Peer;
             }
@@ -280,7 +282,7 @@ async fn read<R: AsyncRead + Unpin>(
             framed = true;
             match frame {
                 Frame::Message(msg) => {
-                    *awaiting_first = false;
+                    *awaiting_first = None;
                     inner.on_message(info, &msg);
                     if let Some(tap) = inner.tap.get() {
                         let now = std::time::SystemTime::now();

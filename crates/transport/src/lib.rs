@@ -15,6 +15,7 @@ mod connection;
 pub mod hep;
 pub mod quiet;
 mod serve;
+mod sources;
 mod tls;
 mod transport;
 
@@ -40,9 +41,15 @@ pub struct Limits {
     /// all the nodes of a process together hold no more than the descriptors the process
     /// may open leave room for ([`descriptor_budget`]).
     pub max_connections: usize,
+    /// Inbound connections from one address open at once; beyond it, more are closed at
+    /// accept.
+    pub max_connections_per_source: usize,
     /// Inbound connections from one address whose TLS handshake is under way: beyond it,
-    /// more are closed at once.
+    /// more are closed at accept.
     pub max_pending_per_source: usize,
+    /// Inbound connections from one address that have not sent their first message yet
+    /// (handshakes under way included): beyond it, more are closed at accept.
+    pub max_silent_per_source: usize,
     /// An inbound connection must send its first message within this (a keep-alive does
     /// not count); after that the idle time-out applies.
     pub first_message_timeout: Duration,
@@ -66,7 +73,9 @@ impl Default for Limits {
             message_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
             max_connections: 50_000,
+            max_connections_per_source: 20_000,
             max_pending_per_source: 256,
+            max_silent_per_source: 20_000,
             first_message_timeout: Duration::from_secs(120),
             write_queue: 4096,
             connect_timeout: Duration::from_secs(5),

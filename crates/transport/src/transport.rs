@@ -19,6 +19,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::capture::Tap;
 use crate::connection::{self, Conn, ConnInfo, ConnMeta, FlowToken};
 use crate::quiet::Repeated;
+use crate::sources::{PerSource, Sources};
 use crate::tls::{PeerIdentity, TlsConfig};
 use crate::{Limits, TransportError};
 
@@ -97,15 +98,15 @@ pub(crate) struct Inner {
     permits: Arc<Semaphore>,
     /// The process's descriptors, shared by every node in it ([`crate::descriptor_budget`]).
     process: Arc<Semaphore>,
-    /// Inbound connections per source address whose handshake is under way.
-    pending: Mutex<HashMap<IpAddr, usize>>,
+    /// What each source address holds of the inbound connections.
+    sources: Sources,
     next_id: AtomicU64,
     /// Where what this node receives and sends is captured, once it is told (off by default).
     pub(crate) tap: OnceLock<Tap>,
 }
 
 static ACCEPT_FAILED: Repeated = Repeated::new();
-static PENDING_FULL: Repeated = Repeated::new();
+static SOURCE_FULL: Repeated = Repeated::new();
 static AT_LIMIT: Repeated = Repeated::new();
 static HANDSHAKE_FAILED: Repeated = Repeated::new();
 static HANDSHAKE_TIMED_OUT: Repeated = Repeated::new();
@@ -139,7 +140,7 @@ impl Transport {
             lanes: Vec::into_boxed_slice(senders),
             permits: Arc::new(Semaphore::new(limits.max_connections)),
             process: process_permits(),
-            pending: Mutex::default(),
+            sources: Sources::default(),
             next_id: AtomicU64::new(1),
             tap: OnceLock::new(),
         };
@@ -231,11 +232,14 @@ impl Transport {
                         }
                         continue;
                     };
-                    let Some(pending) = Pending::of(&inner, peer.ip()) else {
-                        if let Some(repeated) = PENDING_FULL.due() {
-                            warn!(%peer, limit = inner.limits.max_pending_per_source, repeated, "too many handshakes from one address at once; refusing");
+                    let [open, handshaking, silent] = match inner.sources.admit(peer.ip(), &inner.limits) {
+                        Ok(held) => held,
+                        Err((held, limit)) => {
+                            if let Some(repeated) = SOURCE_FULL.due() {
+                                warn!(%peer, ?held, limit, repeated, "one address holds as many connections as its limit allows; refusing");
+                            }
+                            continue;
                         }
-                        continue;
                     };
                     let (inner, acceptor, iface, alpn) = (inner.clone(), acceptor.clone(), iface.clone(), alpn.clone());
                     tokio::spawn(async move {
@@ -255,7 +259,8 @@ impl Transport {
                                 return;
                             }
                         };
-                        drop(pending);
+                        drop(handshaking);
+                        let slot = slot.inbound(open, silent);
                         let identity = PeerIdentity::of(tls.get_ref().1);
                         let local = tls.get_ref().0.local_addr().unwrap_or(bound);
                         if let Some(alpn) = alpn.filter(|a| a.chosen_by(&tls)) {
@@ -485,43 +490,23 @@ fn process_permits() -> Arc<Semaphore> {
         .clone()
 }
 
-/// A connection's place under the node's limit and the process's, held while it lives.
+/// A connection's place under the node's limit and the process's (and, inbound, under its
+/// source address's), held while it lives.
 pub(crate) struct Slot {
     _node: OwnedSemaphorePermit,
     _process: OwnedSemaphorePermit,
+    _source: Option<PerSource>,
+    /// Until the connection's first message: taken by its reader.
+    silent: Option<PerSource>,
 }
 
-/// An inbound connection whose TLS handshake is under way, counted against its source
-/// address until it is done.
-struct Pending {
-    inner: Arc<Inner>,
-    ip: IpAddr,
-}
-
-impl Pending {
-    /// Counts one more for `ip`, unless it has as many as the limit allows already.
-    fn of(inner: &Arc<Inner>, ip: IpAddr) -> Option<Pending> {
-        let mut pending = lock(&inner.pending);
-        let n = pending.entry(ip).or_default();
-        if *n >= inner.limits.max_pending_per_source {
-            return None;
-        }
-        *n += 1;
-        Some(Pending {
-            inner: inner.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        let mut pending = lock(&self.inner.pending);
-        if let std::collections::hash_map::Entry::Occupied(mut e) = pending.entry(self.ip) {
-            *e.get_mut() -= 1;
-            if *e.get() == 0 {
-                e.remove();
-            }
+impl Slot {
+    /// The slot of an inbound connection, with what it holds of its source's limits.
+    fn inbound(self, open: PerSource, silent: PerSource) -> Slot {
+        Slot {
+            _source: Some(open),
+            silent: Some(silent),
+            ..self
         }
     }
 }
@@ -543,6 +528,8 @@ impl Inner {
         Ok(Slot {
             _node: node,
             _process: process,
+            _source: None,
+            silent: None,
         })
     }
 
@@ -618,7 +605,7 @@ impl Inner {
         peer: SocketAddr,
         identity: PeerIdentity,
         inbound: bool,
-        slot: Slot,
+        mut slot: Slot,
     ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let info = Arc::new(ConnInfo {
@@ -658,7 +645,7 @@ impl Inner {
                     close,
                     answered,
                 };
-                connection::reader(r, parts, inner.clone(), inner.limits).await;
+                connection::reader(r, parts, inner.clone(), inner.limits, slot.silent.take()).await;
                 inner.remove(&info);
                 drop(slot);
                 // On every lane, behind the connection's messages there.
