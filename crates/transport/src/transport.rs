@@ -260,16 +260,18 @@ impl Transport {
                             }
                         };
                         drop(handshaking);
-                        let slot = slot.inbound(open, silent);
                         let identity = PeerIdentity::of(tls.get_ref().1);
                         let local = tls.get_ref().0.local_addr().unwrap_or(bound);
                         if let Some(alpn) = alpn.filter(|a| a.chosen_by(&tls)) {
                             debug!(%peer, "handed over by ALPN");
                             let meta = ConnMeta { interface: iface, local, peer, identity };
-                            // The slot is held until the handler is done with the connection.
-                            let _slot = slot;
+                            // The slot and the source's open count are held until the
+                            // handler is done with the connection; it is no silent SIP one.
+                            drop(silent);
+                            let _held = (slot, open);
                             return (alpn.handler)(tls, meta).await;
                         }
+                        let slot = slot.inbound(open, silent);
                         inner.start(tokio_rustls::TlsStream::Server(tls), iface, local, peer, identity, true, slot);
                     });
                 }
