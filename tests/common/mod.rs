@@ -78,7 +78,12 @@ pub fn have_tool(tool: &str) -> bool {
             std::env::var("SIPLAB_REQUIRE_TOOLS").as_deref() != Ok("1"),
             "{tool} is not installed and SIPLAB_REQUIRE_TOOLS=1"
         );
-        eprintln!("SKIPPED: {tool} is not installed (apt-get install {tool})");
+        // The Debian package, where its name is not the program's (.ci/run installs these).
+        let package = match tool {
+            "linphonec" => "linphone-cli",
+            other => other,
+        };
+        eprintln!("SKIPPED: {tool} is not installed (apt-get install {package})");
     }
     found
 }
